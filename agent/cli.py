@@ -16,7 +16,8 @@ from collections.abc import Sequence
 # `groups[""]` is the top level; "model", "shop", "memory" and "bench" are groups.
 COMMAND_MODULES = (
     "steering.cli",
-    "tools.cli",
+    "tools.data.cli",
+    "tools.shop.cli",
     "memory.cli",
     "agent.commands",
     "evals.cli",
