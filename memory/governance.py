@@ -1,0 +1,160 @@
+"""Forgetting and expiry that hold on disk, not just in query results.
+
+Chroma deletes a record logically: its bytes stay in the HNSW segment files, the
+write-ahead log and free sqlite pages. So after deleting, we grep the store directory
+for what was deleted (entry ids, request texts, raw vector bytes); if anything is
+found, the store is rebuilt into a fresh generation (only live records copied), the
+dropped collections' segment directories are removed and sqlite is VACUUMed; then we
+grep again and report both scans.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from memory.entry import MemoryEntry, MemoryInputError
+from memory.store import LOCK_NAME, MemoryStore
+
+AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+UUID_DIR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@dataclass
+class ForgetReport:
+    """What a forget/expire did and what the disk check found."""
+
+    deleted: int
+    remaining: int
+    disk_checked: bool
+    residue_before: list[str] = field(default_factory=list)
+    residue_after: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return self.remaining == 0 and self.disk_checked and not self.residue_after
+
+
+def parse_age(text: str) -> float:
+    """'30d', '12h', '90m', '3600s', '2w' -> seconds."""
+    match = AGE.match(text.strip()) if isinstance(text, str) else None
+    if not match:
+        raise MemoryInputError(
+            f"age {text!r} is not a number with a unit s, m, h, d or w (e.g. 30d)"
+        )
+    return float(match.group(1)) * UNIT_S[match.group(2)]
+
+
+def needles_for(entries: list[MemoryEntry], survivors_text: str) -> list[bytes]:
+    """Byte strings that betray deleted entries: ids, own request texts, vector bytes."""
+    needles: list[bytes] = []
+    for entry in entries:
+        needles.append(entry.entry_id.encode())
+        if entry.key not in survivors_text:  # another user may have asked the same
+            needles.append(entry.key.encode())
+        for vector in entry.vectors.values():
+            raw = vector.astype("<f4").tobytes()[:32]
+            if any(raw):
+                needles.append(raw)
+    return needles
+
+
+def scan_residue(directory: Path, needles: list[bytes]) -> list[str]:
+    """Files under `directory` holding any needle (relative paths, sorted)."""
+    hits = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != LOCK_NAME):
+        data = path.read_bytes()
+        if any(needle in data for needle in needles):
+            hits.append(str(path.relative_to(directory)))
+    return hits
+
+
+def compact(store: MemoryStore, directory: Path) -> list[str]:
+    """Rebuild the live records, drop dead segment dirs, VACUUM sqlite; say what was done."""
+    actions = [f"rebuilt collections into generation {_rebuild(store)}"]
+    database = directory / "chroma.sqlite3"
+    with sqlite3.connect(database, timeout=30) as connection:
+        live = {row[0] for row in connection.execute("SELECT id FROM segments")}
+    removed = 0
+    for child in directory.iterdir():
+        if child.is_dir() and UUID_DIR.match(child.name) and child.name not in live:
+            shutil.rmtree(child)
+            removed += 1
+    actions.append(f"removed {removed} segment directories of dropped collections")
+    connection = sqlite3.connect(database, timeout=30, isolation_level=None)
+    try:
+        connection.execute("VACUUM")
+    finally:
+        connection.close()
+    actions.append("VACUUMed chroma.sqlite3")
+    return actions
+
+
+def _rebuild(store: MemoryStore) -> int:
+    store.rebuild()
+    return store.generation
+
+
+def _purge(
+    store: MemoryStore,
+    deleted: list[MemoryEntry],
+    server_path: Path | None,
+    user_id: str | None = None,
+) -> ForgetReport:
+    removed = store.delete_entries([e.entry_id for e in deleted])
+    report = ForgetReport(deleted=removed, remaining=0, disk_checked=False)
+    if user_id is not None:
+        orphans = store.delete_user_vectors(user_id)  # a crashed writer's leftovers
+        if orphans:
+            report.actions.append(f"deleted {orphans} orphan vectors")
+    directory = store.location.path or server_path
+    if directory is None:
+        report.actions.append(
+            "server mode: the server's files cannot be read from here; pass the server's "
+            "--path as --server-path to check them, or run `chroma vacuum` on it"
+        )
+        return report
+    survivors = " ".join(row["key"] for user in store.users() for row in store.audit(user))
+    needles = needles_for(deleted, survivors)
+    report.disk_checked = True
+    report.residue_before = scan_residue(directory, needles)
+    if report.residue_before:
+        report.actions.extend(compact(store, directory))
+        report.residue_after = scan_residue(directory, needles)
+    return report
+
+
+def forget_user(
+    store: MemoryStore, user_id: str, server_path: Path | None = None
+) -> ForgetReport:
+    """Remove every entry and vector of one user, verify none is left, in Chroma or on disk."""
+    if not user_id or not user_id.strip():
+        raise MemoryInputError("user id is empty: say whose memory to forget")
+    report = _purge(store, store.entries(user_id), server_path, user_id)
+    report.remaining = store.count(user_id) + store.count_vectors(user_id)
+    return report
+
+
+def expire(
+    store: MemoryStore, max_age_s: float, now: float | None = None,
+    server_path: Path | None = None,
+) -> ForgetReport:
+    """Forget every entry whose interaction is older than `max_age_s` seconds."""
+    cutoff = (now if now is not None else time.time()) - max_age_s
+    old = [
+        entry
+        for user in store.users()
+        for entry in store.entries(user)
+        if entry.timestamp < cutoff
+    ]
+    report = _purge(store, old, server_path)
+    report.remaining = sum(
+        entry.timestamp < cutoff for user in store.users() for entry in store.entries(user)
+    )
+    return report
