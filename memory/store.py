@@ -307,7 +307,7 @@ class MemoryStore:
             embedded = self.embedder.embed([e.key for e in missing])
             filled = {e.entry_id: e.with_embedding(v) for e, v in zip(missing, embedded)}
             items = [filled.get(e.entry_id, e) for e in items]
-        present = self._existing_ids([e.entry_id for e in items])
+        present = self.existing_ids([e.entry_id for e in items])
         new = [e for e in items if e.entry_id not in present]
         report = AddReport(skipped=len(items) - len(new))
         if not new:
@@ -338,7 +338,8 @@ class MemoryStore:
             entry.entry_id, entry.key_embedding, entry.tool, entry.timestamp, entry.superseded_by
         )
 
-    def _existing_ids(self, ids: list[str]) -> set[str]:
+    def existing_ids(self, ids: list[str]) -> set[str]:
+        """Which of these entry ids the store already holds."""
         found: set[str] = set()
         for chunk in _chunks(ids):
             found.update(self._keys.get(ids=chunk, include=[])["ids"])

@@ -1,0 +1,151 @@
+"""Online updates: the agent hands over a finished episode and goes on serving.
+
+`OnlineWriter` runs one background thread fed by a queue. `add_online` only enqueues,
+so the next request never waits for extraction or a Chroma write. Failures are logged
+and counted, never raised into the agent. An episode that waited longer than the time
+budget is dropped (stale work must not pile up behind a slow extractor); `flush`
+waits for the queue to drain, up to a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from memory.build import Extractor, format_call, Pair
+from memory.entry import MemoryEntry, digest_arguments, make_entry_id, to_epoch
+from memory.store import MemoryStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A completed interaction. `negative` is the unpersonalized call (tool, arguments)
+    used for extraction when `vectors` is not given."""
+
+    user_id: str
+    request: str
+    tool: str
+    arguments: dict
+    outcome: str = "accepted"
+    timestamp: float | str | None = None
+    vectors: dict[str, Any] | None = None
+    negative: tuple[str, dict] | None = None
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class WriterStats:
+    written: int = 0
+    failed: int = 0
+    dropped: int = 0
+    ignored: int = 0
+
+
+class OnlineWriter:
+    """Background writer of online entries: `submit`, `flush(timeout)`, `close()`."""
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        extract: Extractor | None = None,
+        *,
+        budget_s: float = 60.0,
+        max_pending: int = 256,
+    ) -> None:
+        self.store = store
+        self.extract = extract
+        self.budget_s = budget_s
+        self.stats = WriterStats()
+        self._queue: queue.Queue[Episode | None] = queue.Queue(maxsize=max_pending)
+        self._thread = threading.Thread(target=self._run, name="memory-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, episode: Episode) -> bool:
+        """Queue an episode; False (and a log line) if the queue is full."""
+        try:
+            self._queue.put_nowait(episode)
+            return True
+        except queue.Full:
+            self.stats.dropped += 1
+            log.warning("memory: online queue full, episode of %s dropped", episode.user_id)
+            return False
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued episode is handled; True if it drained in time."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.flush(timeout)
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            episode = self._queue.get()
+            try:
+                if episode is None:
+                    return
+                self._handle(episode)
+            except Exception:  # never into the caller: log, count, carry on
+                self.stats.failed += 1
+                log.exception("memory: online entry for %s failed", episode.user_id)
+            finally:
+                self._queue.task_done()
+
+    def _handle(self, episode: Episode) -> None:
+        if episode.outcome != "accepted":
+            self.stats.ignored += 1
+            return
+        if time.monotonic() - episode.queued_at > self.budget_s:
+            self.stats.dropped += 1
+            log.warning("memory: episode of %s waited past the budget; dropped", episode.user_id)
+            return
+        vectors = episode.vectors
+        if vectors is None:
+            if self.extract is None or episode.negative is None:
+                raise ValueError("an episode without vectors needs an extractor and a negative")
+            prompt, positive = format_call(episode.request, episode.tool, episode.arguments)
+            _, negative = format_call(episode.request, *episode.negative)
+            vectors = self.extract([Pair(prompt, positive, negative)])[0]
+        timestamp = to_epoch(episode.timestamp)
+        entry = MemoryEntry(
+            user_id=episode.user_id,
+            key=episode.request,
+            vectors=vectors,
+            tool=episode.tool,
+            args_digest=digest_arguments(episode.arguments),
+            timestamp=timestamp,
+            source="online",
+            entry_id=make_entry_id(episode.user_id, f"online:{timestamp}:{episode.request}"),
+        )
+        self.store.add([entry])
+        self.stats.written += 1
+
+
+def add_online(
+    writer: OnlineWriter,
+    user_id: str,
+    request: str,
+    tool: str,
+    arguments: dict,
+    outcome: str = "accepted",
+    *,
+    vectors: dict[str, Any] | None = None,
+    negative: tuple[str, dict] | None = None,
+    timestamp: float | str | None = None,
+) -> bool:
+    """Hand a completed episode to the background writer; returns at once."""
+    return writer.submit(
+        Episode(user_id, request, tool, arguments, outcome, timestamp, vectors, negative)
+    )

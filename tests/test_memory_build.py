@@ -1,0 +1,98 @@
+"""Bulk build (resumable, idempotent) with a deterministic fake extractor; online writer."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import numpy as np
+import pytest
+
+from memory import MemoryStore
+from memory.build import build_memory, format_call, past_interactions
+from memory.online import OnlineWriter, add_online
+
+HIDDEN = 8
+
+
+def fake_extract(pairs):
+    """Vectors that depend only on the texts: the same pair always gives the same vector."""
+    out = []
+    for pair in pairs:
+        seed = int(hashlib.sha256("|".join(pair).encode()).hexdigest()[:8], 16)
+        rng = np.random.default_rng(seed)
+        out.append({k: rng.standard_normal(HIDDEN).astype(np.float32) for k in ("attn.3", "mlp.3")})
+    return out
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from tools.data import generate_dataset, load_dataset
+
+    return load_dataset(generate_dataset(tmp_path_factory.mktemp("data"), users=6, seed=3))
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from memory.embedding import load_embedder
+
+    return load_embedder()
+
+
+def test_format_call():
+    prompt, answer = format_call("cheap socks", "search_product_by_query", {"query": "socks"})
+    assert prompt == "User request: cheap socks\nCall: "
+    assert answer == '{"name":"search_product_by_query","arguments":{"query":"socks"}}'
+
+
+def test_build_is_resumable_and_idempotent(tmp_path, dataset, embedder):
+    items = past_interactions(dataset, max_history=3)
+    assert items and all(i.pair().positive != i.pair().negative for i in items[:20])
+    users = {i.user_id for i in items}
+    assert users <= set(dataset.user_ids())
+    with MemoryStore(tmp_path / "mem", "toy-model", HIDDEN, embedder) as store:
+        calls = []
+
+        def counting(pairs):
+            calls.append(len(pairs))
+            if sum(calls) > len(items) // 2:
+                raise KeyboardInterrupt  # an interruption half-way through
+            return fake_extract(pairs)
+
+        with pytest.raises(KeyboardInterrupt):
+            build_memory(store, items, counting, batch_size=4, progress=False)
+        partial = store.count()
+        assert 0 < partial < len(items)
+        resumed = build_memory(store, items, fake_extract, batch_size=4, progress=False)
+        assert resumed.already_present == partial
+        assert store.count() == len(items)
+        again = build_memory(store, items, fake_extract, batch_size=4, progress=False)
+        assert (again.added, again.already_present, store.count()) == (0, len(items), len(items))
+        one = items[0]
+        result = store.retrieve(one.user_id, one.request, k=1, threshold=0.0)
+        assert result.entry_ids == [one.entry_id] or result.similarities[0] > 0.97
+        np.testing.assert_array_equal(
+            store.entries(one.user_id)[0].vectors["attn.3"].shape, (HIDDEN,)
+        )
+
+
+def test_online_writer_adds_without_blocking_and_logs_failures(tmp_path, caplog):
+    with MemoryStore(tmp_path / "mem", "toy-model", HIDDEN) as store:
+        writer = OnlineWriter(store, fake_extract)
+        vec = {"attn.3": np.ones(HIDDEN, np.float32)}
+        assert add_online(writer, "alice", "shoes for running", "search_product_by_query",
+                          {"query": "running shoes"}, vectors=vec, timestamp=1.7e9)
+        assert add_online(writer, "alice", "my usual again", "get_recommendations_by_history",
+                          {"product_sequence": ["B1"]}, timestamp="2024-01-02T03:04:05Z",
+                          negative=("search_product_by_query", {"query": "usual"}))
+        add_online(writer, "alice", "x", "stop", {}, outcome="abandoned", vectors=vec)
+        with caplog.at_level(logging.ERROR, logger="memory.online"):
+            bad = {"attn.3": np.full(HIDDEN, np.nan, np.float32)}
+            assert add_online(writer, "alice", "broken", "search_product_by_query", {},
+                              vectors=bad)  # accepted into the queue, fails in the thread
+            assert writer.flush(timeout=60)
+        writer.close()
+        assert (writer.stats.written, writer.stats.failed, writer.stats.ignored) == (2, 1, 1)
+        assert "NaN" in caplog.text
+        audit = store.audit("alice")
+        assert [row["source"] for row in audit] == ["online", "online"]
