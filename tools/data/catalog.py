@@ -166,6 +166,7 @@ def _product_record(
     year = rng.randint(2015, 2022)
     details = {
         "Brand": brand,
+        "Item Type Name": subtype,
         "Color": color,
         "Material": material,
         "Item Weight": f"{rng.uniform(0.1, 9.0):.1f} pounds",

@@ -150,7 +150,7 @@ def bm25_ranks(ds: Dataset) -> dict[str, float]:
     searches = [t for t in ds.tasks if t.type == "search" and t.gold_call is not None
                 and t.target.product_info.parent_asin in ds.products]
     if not searches:
-        return {"bm25_target_rank_bare": float("nan"), "bm25_target_rank_pref": float("nan")}
+        return {"bm25_target_rank_bare": None, "bm25_target_rank_pref": None}
     ranker = Bm25Ranker(ds.products)
     bare = [ranker.rank(t.task, t.target.product_info.parent_asin) for t in searches]
     pref = [ranker.rank(str(t.gold_call.arguments.get("query", "")),
@@ -178,5 +178,6 @@ def dataset_stats(ds: Dataset) -> dict:
     return out
 
 
-def _mean(values: list) -> float:
-    return float(sum(values) / len(values)) if values else float("nan")
+def _mean(values: list) -> float | None:
+    """The mean, or None (JSON null) when there is nothing to average."""
+    return float(sum(values) / len(values)) if values else None
