@@ -61,11 +61,9 @@ def _stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats, indent=1, sort_keys=True))
         return 0
-    for key, value in stats["counts"].items():
-        print(f"{key:>22}: {value}")
-    for key, value in stats.items():
-        if key != "counts":
-            print(f"{key:>28}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+    rows = {**stats["counts"], **{k: v for k, v in stats.items() if k != "counts"}}
+    for key, value in rows.items():
+        print(f"{key:>28}: {value:.3f}" if isinstance(value, float) else f"{key:>28}: {value}")
     return 0
 
 

@@ -48,6 +48,7 @@ def hidden_preferences(
     voice = Voice(
         style=voice_name,
         tone_words=list(tone_words),
+        focus=rng.sample(vocab.ASPECTS, 2),
         phrases=rng.sample(vocab.SIGNATURE_PHRASES, 2),
         sentences=(1, 2) if short else (3, 5),
         rating_mean=rating_mean,
@@ -101,7 +102,7 @@ def profile(rng: random.Random, prefs: HiddenPreferences) -> dict[str, str]:
         "Interaction Complexity": "High" if len(prefs.modes) > 1 else rng.choice(vocab.LEVELS),
         "Tone and Style": style,
         "Item Reference": rng.choice(vocab.ITEM_REFERENCES),
-        "Focus Aspect": ", ".join(rng.sample(vocab.ASPECTS, 2)).title(),
+        "Focus Aspect": ", ".join(prefs.voice.focus).title(),
     }
 
 
@@ -116,14 +117,13 @@ def write_review(
         "use": entry.use,
         "price": entry.price,
         "material": rng.choice(("build", "material", "finish")),
-        "aspect": rng.choice(vocab.ASPECTS),
+        "aspect": rng.choice(voice.focus),
     }
     words["Aspect"] = words["aspect"].capitalize()
     sentences = [rng.choice(vocab.REVIEW_OPENERS).format(**words)]
-    for _ in range(rng.randint(*voice.sentences)):
-        feature = rng.choice(entry.feature_keys)
-        body = rng.choice(vocab.REVIEW_BODIES).format(
-            feature=feature, tone=rng.choice(voice.tone_words), **words
+    for template in rng.sample(vocab.REVIEW_BODIES, rng.randint(*voice.sentences)):
+        body = template.format(
+            feature=rng.choice(entry.feature_keys), tone=rng.choice(voice.tone_words), **words
         )
         sentences.append(body[:1].upper() + body[1:])
     sentences.append(rng.choice(voice.phrases))

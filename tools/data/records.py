@@ -123,6 +123,7 @@ class Voice(BaseModel):
 
     style: str
     tone_words: list[str]
+    focus: list[str]  # the aspects their reviews talk about
     phrases: list[str]
     sentences: tuple[int, int]
     rating_mean: float

@@ -276,12 +276,11 @@ ITEM_REFERENCES = (
 
 # Review voices: tone words, a style label for the profile, and signature phrases.
 VOICES = (
-    ("upbeat", ("love", "fantastic", "so happy", "awesome"), "Cheerful, enthusiastic"),
-    ("dry", ("fine", "does the job", "adequate", "as described"), "Matter-of-fact, concise"),
-    ("critical", ("disappointing", "could be better", "flimsy", "overpriced"),
-     "Critical, demanding"),
-    ("warm", ("lovely", "really pleased", "delightful", "thoughtful"), "Warm, friendly"),
-    ("technical", ("well engineered", "tolerances", "spec sheet", "measured"),
+    ("upbeat", ("fantastic", "awesome", "amazing", "brilliant"), "Cheerful, enthusiastic"),
+    ("dry", ("fine", "adequate", "acceptable", "as described"), "Matter-of-fact, concise"),
+    ("critical", ("disappointing", "flimsy", "overpriced", "mediocre"), "Critical, demanding"),
+    ("warm", ("lovely", "delightful", "really nice", "thoughtful"), "Warm, friendly"),
+    ("technical", ("well engineered", "precise", "consistent", "within spec"),
      "Analytical, detailed"),
     ("casual", ("pretty cool", "not bad", "solid", "legit"), "Casual, relaxed"),
 )
@@ -307,7 +306,7 @@ REVIEW_BODIES = (
     "For the price of about ${price:.0f} it is {tone}.",
     "The {material} feels {tone}.",
     "Compared with my old one the {feature} is {tone}.",
-    "{brand} got the {aspect} {tone}.",
+    "The {aspect} of this {brand} is {tone}.",
 )
 REVIEW_TITLES = ("{Tone}", "{Tone} {subtype}", "{Aspect}: {tone}", "{brand} {subtype} - {tone}",
                  "{Tone} for {use}")
