@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -31,6 +34,18 @@ def test_same_seed_gives_byte_identical_files(data_dir: Path, tmp_path: Path) ->
     assert HIDDEN in names and MANIFEST in names
     for name in names:
         assert (data_dir / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_output_does_not_depend_on_the_process(tmp_path: Path) -> None:
+    """Set iteration order changes with PYTHONHASHSEED; the files must not."""
+    code = "import sys; from tools.data import generate_dataset; " \
+        "generate_dataset(sys.argv[1], users=4, seed=11)"
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / hash_seed)], check=True,
+                       env=env, cwd=Path(__file__).parents[1])
+    for name in (INSTRUCTIONS, PRODUCTS, HIDDEN):
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes()
 
 
 def test_other_seed_gives_other_data(data_dir: Path, tmp_path: Path) -> None:

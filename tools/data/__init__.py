@@ -2,11 +2,13 @@
 
 `generate_dataset` writes a synthetic set whose users ask for tools in personal,
 implicit ways; `load_dataset` reads and validates any set (generated or imported);
-`import_pwab` converts real PersonalWAB files; `dataset_stats` measures how much
+`import_pwab` converts real PersonalWAB files. `tools.data.stats.dataset_stats`
+(kept out of this module so importing it stays light) measures how much
 personalization matters on a set.
 """
 
 from tools.data.generate import generate_dataset
+from tools.data.importer import import_pwab
 from tools.data.records import (
     PROFILE_KEYS,
     TASK_TYPES,
@@ -45,5 +47,6 @@ __all__ = [
     "UserProfile",
     "Voice",
     "generate_dataset",
+    "import_pwab",
     "load_dataset",
 ]
