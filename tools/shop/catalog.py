@@ -42,26 +42,25 @@ class Catalog:
 
 
 def load_catalog(data_dir: str | Path) -> Catalog:
-    """Read `products.json` and `user_history.json` from a data set directory."""
-    data_dir = Path(data_dir)
-    missing = [n for n in ("products.json", "user_history.json") if not (data_dir / n).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{data_dir} is not a shop data set: missing {', '.join(missing)} "
-            "(create one with `fints shop generate --out DIR`)"
-        )
-    raw_products = json.loads((data_dir / "products.json").read_text(encoding="utf-8"))
-    raw_histories = json.loads((data_dir / "user_history.json").read_text(encoding="utf-8"))
-    products = {asin: normalise_product(asin, p) for asin, p in raw_products.items()}
+    """Load a data set directory (validated by `tools.data.load_dataset`, which raises
+    `DataError` naming the missing file or bad record)."""
+    from tools.data import load_dataset
+
+    dataset = load_dataset(data_dir)
+    products = {
+        asin: normalise_product(asin, p.model_dump()) for asin, p in dataset.products.items()
+    }
     histories: dict[str, list[str]] = {}
-    for user_id, interactions in raw_histories.items():
+    for user_id, interactions in dataset.histories.items():
         sequence = []
         for interaction in interactions:
-            asin = interaction["product_info"]["parent_asin"]
+            asin = interaction.product_info.parent_asin
             if asin not in products:  # a history may name products the catalogue lacks
-                products[asin] = normalise_product(asin, interaction["product_info"])
+                products[asin] = normalise_product(asin, interaction.product_info.model_dump())
             sequence.append(asin)
         histories[user_id] = sequence
+    for user_id in dataset.profiles:  # users without purchases can still shop and review
+        histories.setdefault(user_id, [])
     return Catalog(products=products, histories=histories)
 
 

@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         server = ShopServer(args.data, db_path=args.db, host=args.host, port=args.port)
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # DataError is a ValueError
         print(f"fints shop serve: {exc}", file=sys.stderr)
         return 2
     # `kill` stops the shop as cleanly as Ctrl-C does.

@@ -21,8 +21,8 @@ from .models import ProductDetails
 from .search import product_text, tokenize
 
 COOCCURRENCE_WINDOW = 10  # positions apart within one history that still count
-RECENCY_DECAY = 0.75  # weight of the item one step older than the next
-CONTENT_WEIGHT = 0.3
+RECENCY_DECAY = 0.9  # weight of an item relative to the one after it
+CONTENT_WEIGHT = 1.0
 POPULARITY_WEIGHT = 0.01
 
 

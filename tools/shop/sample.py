@@ -55,6 +55,13 @@ SAMPLE_HISTORIES = {
     "U_RUNNER01": ["B0SHOE0009", "B0SOCK0010", "B0MUG00008"],
 }
 
+SAMPLE_PROFILE = {
+    "Gender": "unknown", "Age": "30-40", "Occupation": "engineer", "Price Sensitivity": "Medium",
+    "Shopping Interest": "outdoors and coffee", "Brand Preference": "Northpeak, Brewlab",
+    "Diversity Preference": "Low", "Interaction Complexity": "Simple",
+    "Tone and Style": "plain", "Item Reference": "by name", "Focus Aspect": "quality",
+}
+
 
 def write_sample_dataset(out_dir: str | Path) -> Path:
     """Write products.json, user_history.json, user_profiles.json, user_instructions.json
@@ -71,14 +78,15 @@ def write_sample_dataset(out_dir: str | Path) -> Path:
         ]
         for user, sequence in SAMPLE_HISTORIES.items()
     }
-    profiles = {user: {"user_profile": {"Price Sensitivity": "Medium"}} for user in histories}
+    profiles = {user: {"user_profile": dict(SAMPLE_PROFILE)} for user in histories}
     files = {
         "products.json": products,
         "user_history.json": histories,
         "user_profiles.json": profiles,
         "user_instructions.json": {"train": [], "test": []},
-        "manifest.json": {"source": "tools.shop.sample", "users": len(histories),
-                          "products": len(products)},
+        "manifest.json": {"version": "1", "source": "generated", "seed": None,
+                          "counts": {"users": len(histories), "products": len(products)},
+                          "held_out_users": []},
     }
     for name, content in files.items():
         (out / name).write_text(json.dumps(content, indent=1), encoding="utf-8")

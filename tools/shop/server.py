@@ -6,6 +6,7 @@ the thread and closes the socket, leaving nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -15,6 +16,17 @@ import uvicorn
 
 from .app import create_app
 from .service import Shop
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, remembering its event loop so that stop() can wait for the
+    worker threads (AnyIO's, running the sync endpoints) that belong to it."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
 
 
 class ShopServer:
@@ -34,7 +46,7 @@ class ShopServer:
         self.shop = shop or Shop.from_dir(data_dir, db_path)
         self.host = host
         self.port = port
-        self._server: uvicorn.Server | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
 
@@ -55,7 +67,7 @@ class ShopServer:
         self._socket = sock
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(create_app(self.shop), log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name=f"shop:{self.port}",
             daemon=True,
@@ -78,9 +90,17 @@ class ShopServer:
                 assert self._server is not None
                 self._server.force_exit = True
                 self._thread.join(timeout)
+            self._join_workers(timeout)
         if self._socket is not None:
             self._socket.close()
         self._server = self._thread = self._socket = None
+
+    def _join_workers(self, timeout: float) -> None:
+        """The loop is closed, so its idle workers were told to exit: wait until they have."""
+        loop = self._server.loop if self._server is not None else None
+        for thread in threading.enumerate():
+            if loop is not None and getattr(thread, "loop", None) is loop:
+                thread.join(timeout)
 
     def wait(self) -> None:
         """Block until the server stops (Ctrl-C raises KeyboardInterrupt here)."""
