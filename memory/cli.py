@@ -1,9 +1,233 @@
-"""Subcommands of `fints` for this package (see agent/cli.py)."""
+"""Subcommands of `fints` for this package (see agent/cli.py).
+
+`fints memory build|stats|forget|audit|export|import|expire` and `fints bench memory`.
+Registration imports nothing heavy; chromadb, torch and the embedder load in handlers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from dataclasses import asdict
+from functools import wraps
+
+STORE_HELP = "store directory or http://host:port of a `chroma run` server " \
+    "(default: $FINTS_MEMORY_DIR, then the user data dir)"
 
 
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     """Add this package's subcommands to the `fints` parser."""
+    memory = groups["memory"]
+
+    build = memory.add_parser("build", help="build users' dictionaries from their past")
+    build.add_argument("--data", required=True, help="data set directory (fints shop generate)")
+    build.add_argument("--users", nargs="+", help="only these users (default: all)")
+    build.add_argument("--model", help="steering model (default: the bundled Gemma 3 270M)")
+    build.add_argument("--sites", default="whole,attn,mlp", help="comma-separated sites")
+    build.add_argument("--layers", default="6", help="comma-separated layer indices")
+    build.add_argument("--max-history", type=int, default=10,
+                       help="latest history reviews per user to add (0: none)")
+    build.add_argument("--batch", type=int, default=8, help="pairs per extraction call")
+    build.set_defaults(func=_build)
+
+    stats = memory.add_parser("stats", help="entries per user, duplicate/superseded rate")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.set_defaults(func=_stats)
+
+    forget = memory.add_parser("forget", help="delete every entry of a user, verified on disk")
+    forget.add_argument("--user", required=True)
+    forget.add_argument("--server-path", help="in server mode: the server's --path, to check it")
+    forget.set_defaults(func=_forget)
+
+    audit = memory.add_parser("audit", help="list a user's entries with provenance")
+    audit.add_argument("--user", required=True)
+    audit.add_argument("--json", action="store_true", help="machine-readable output")
+    audit.set_defaults(func=_audit)
+
+    export = memory.add_parser("export", help="write a user's dictionary to a safetensors file")
+    export.add_argument("--user", required=True)
+    export.add_argument("--out", required=True, help="file to write (.safetensors)")
+    export.set_defaults(func=_export)
+
+    load = memory.add_parser("import", help="validate and add a dictionary file")
+    load.add_argument("file", help="a file written by `fints memory export`")
+    load.add_argument("--model", help="model id for a new store (default: the file's)")
+    load.set_defaults(func=_import)
+
+    old = memory.add_parser("expire", help="forget entries older than an age")
+    old.add_argument("--max-age", required=True, help="e.g. 30d, 12h, 90m, 2w")
+    old.add_argument("--server-path", help="in server mode: the server's --path, to check it")
+    old.set_defaults(func=_expire)
+
+    for parser in (build, stats, forget, audit, export, load, old):
+        parser.add_argument("--store", help=STORE_HELP)
+
+    bench = groups["bench"].add_parser("memory", help="store add rate and retrieval latency")
+    bench.add_argument("--out", required=True, help="directory for bench_memory.json")
+    bench.add_argument("--entries", type=int, default=10_000)
+    bench.add_argument("--users", type=int, default=100)
+    bench.add_argument("--hidden", type=int, default=640)
+    bench.add_argument("--queries", type=int, default=500)
+    bench.set_defaults(func=_bench)
+
+
+def _clear_errors(handler):
+    """Known failures (bad input, busy or mismatched store) print one line, exit 1."""
+
+    @wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from memory.entry import MemoryInputError
+        from memory.store import StoreError
+
+        try:
+            return handler(args)
+        except (MemoryInputError, StoreError, FileNotFoundError) as error:
+            print(f"fints memory: {error}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _open(args: argparse.Namespace, read_only: bool = False, **kwargs):
+    from memory.store import MemoryStore
+
+    return MemoryStore(args.store, read_only=read_only, **kwargs)
+
+
+@_clear_errors
+def _build(args: argparse.Namespace) -> int:
+    import steering
+    from memory.build import build_memory, past_interactions, steering_extractor
+    from memory.embedding import load_embedder
+    from steering.model import load_model
+    from tools.data import DataError, load_dataset
+
+    if not hasattr(steering, "extract_vectors"):
+        print("fints memory build: the steering core has no extract_vectors yet", file=sys.stderr)
+        return 1
+    try:
+        dataset = load_dataset(args.data)
+    except DataError as error:
+        print(f"fints memory build: {error}", file=sys.stderr)
+        return 1
+    items = past_interactions(dataset, args.users, args.max_history)
+    sites = [s.strip() for s in args.sites.split(",") if s.strip()]
+    layers = [int(x) for x in args.layers.split(",") if x.strip()]
+    loaded = load_model(args.model)
+    with _open(args, model_id=loaded.model_id, hidden_size=loaded.hidden_size,
+               embedder=load_embedder()) as store:
+        report = build_memory(store, items, steering_extractor(loaded, sites, layers),
+                              batch_size=args.batch)
+        print(json.dumps(asdict(report) | {"store": str(store.location),
+                                           "entries_in_store": store.count()}))
+    return 0
+
+
+@_clear_errors
+def _stats(args: argparse.Namespace) -> int:
+    with _open(args, read_only=True) as store:
+        per_user = {user: asdict(s) for user, s in sorted(store.stats().items())}
+        info = asdict(store.info)
+    total = sum(s["entries"] for s in per_user.values())
+    superseded = sum(s["superseded"] for s in per_user.values())
+    summary = {
+        "store": info, "users": len(per_user), "entries": total, "superseded": superseded,
+        "superseded_rate": round(superseded / total, 4) if total else 0.0, "per_user": per_user,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{info['location']} ({info['mode']}): model {info['model_id']}, "
+          f"hidden size {info['hidden_size']}")
+    print(f"{total} entries, {len(per_user)} users, superseded rate "
+          f"{summary['superseded_rate']:.1%}")
+    for user, s in per_user.items():
+        print(f"  {user:30s} {s['entries']:6d} entries  {s['superseded']:5d} superseded")
+    return 0
+
+
+@_clear_errors
+def _forget(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from memory.governance import forget_user
+
+    with _open(args) as store:
+        server_path = Path(args.server_path) if args.server_path else None
+        report = forget_user(store, args.user, server_path)
+    return _print_report(report, f"forgot user {args.user!r}")
+
+
+def _print_report(report, what: str) -> int:
+    print(f"{what}: {report.deleted} entries deleted, {report.remaining} left")
+    if report.disk_checked:
+        print(f"disk scan before: {report.residue_before or 'clean'}")
+        print(f"disk scan after: {report.residue_after or 'clean'}")
+    for action in report.actions:
+        print(f"  {action}")
+    return 0 if report.remaining == 0 and not report.residue_after else 1
+
+
+@_clear_errors
+def _audit(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    with _open(args, read_only=True) as store:
+        rows = store.audit(args.user)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no entries for user {args.user!r}")
+    for row in rows:
+        when = datetime.fromtimestamp(row["timestamp"], timezone.utc).isoformat(timespec="seconds")
+        state = f"superseded by {row['superseded_by']}" if row["superseded_by"] else "live"
+        print(f"{row['entry_id']}  {when}  {row['source']:9s} {row['tool']:32s} "
+              f"{state}  {row['key']!r}")
+    return 0
+
+
+@_clear_errors
+def _export(args: argparse.Namespace) -> int:
+    from memory.transfer import export_user
+
+    with _open(args, read_only=True) as store:
+        count = export_user(store, args.user, args.out)
+    print(f"wrote {count} entries of {args.user!r} to {args.out}")
+    return 0
+
+
+@_clear_errors
+def _import(args: argparse.Namespace) -> int:
+    from memory.transfer import export_header, import_user
+
+    meta = export_header(args.file)
+    model_id = args.model or meta.get("model_id")
+    hidden = int(meta["hidden_size"]) if meta.get("hidden_size", "").isdigit() else None
+    with _open(args, model_id=model_id, hidden_size=hidden) as store:
+        report = import_user(store, args.file)
+    print(f"imported {report.added} entries ({report.skipped} already present)")
+    return 0
+
+
+@_clear_errors
+def _expire(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from memory.governance import expire, parse_age
+
+    max_age = parse_age(args.max_age)
+    server_path = Path(args.server_path) if args.server_path else None
+    with _open(args) as store:
+        report = expire(store, max_age, server_path=server_path)
+    return _print_report(report, f"expired entries older than {args.max_age}")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from memory.bench import run_bench
+
+    result = run_bench(args.out, entries=args.entries, users=args.users, hidden=args.hidden,
+                       queries=args.queries)
+    print(json.dumps({mode: result[mode] for mode in ("embedded", "server")}, indent=2))
+    return 0

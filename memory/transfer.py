@@ -49,16 +49,24 @@ def export_user(store: MemoryStore, user_id: str, path: str | Path) -> int:
     return len(entries)
 
 
-def read_export(path: str | Path, store: MemoryStore) -> list[MemoryEntry]:
-    """Load and fully validate an export against the store's model; raise on any flaw."""
+def _read(path: str | Path) -> tuple[dict, dict]:
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            return handle.metadata() or {}, {name: handle.get_tensor(name) for name in handle.keys()}
     except Exception as error:  # safetensors raises its own error types
         raise MemoryInputError(f"{path} is not a readable safetensors export: {error}") from None
+
+
+def export_header(path: str | Path) -> dict:
+    """The export's metadata (model id, hidden size...), e.g. to create a store for it."""
+    return _read(path)[0]
+
+
+def read_export(path: str | Path, store: MemoryStore) -> list[MemoryEntry]:
+    """Load and fully validate an export against the store's model; raise on any flaw."""
+    metadata, tensors = _read(path)
     if metadata.get("format") != EXPORT_FORMAT:
         raise MemoryInputError(f"{path} is not a fints memory export ({EXPORT_FORMAT})")
     for name, expected in (

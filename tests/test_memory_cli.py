@@ -1,0 +1,49 @@
+"""`fints memory ...` end to end through the real dispatcher."""
+
+from __future__ import annotations
+
+import json
+
+from agent.cli import main
+from memory import MemoryStore
+from memory.synthetic import random_entries
+
+
+def _store(path):
+    with MemoryStore(path, "toy-model", 8) as store:
+        store.add(random_entries(["alice", "bob"], 3, 8, seed=31))
+
+
+def test_stats_audit_export_forget_import_expire(tmp_path, capsys):
+    path = str(tmp_path / "mem")
+    _store(path)
+    assert main(["memory", "stats", "--json", "--store", path]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["entries"], stats["users"], stats["superseded_rate"]) == (6, 2, 0.0)
+    assert main(["memory", "audit", "--user", "alice", "--json", "--store", path]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 and {r["user_id"] for r in rows} == {"alice"}
+    file = str(tmp_path / "alice.safetensors")
+    assert main(["memory", "export", "--user", "alice", "--out", file, "--store", path]) == 0
+    assert main(["memory", "forget", "--user", "alice", "--store", path]) == 0
+    out = capsys.readouterr().out
+    assert "3 entries deleted, 0 left" in out and "disk scan after: clean" in out
+    assert main(["memory", "import", file, "--store", path]) == 0
+    assert "imported 3 entries" in capsys.readouterr().out
+    assert main(["memory", "expire", "--max-age", "30d", "--store", path]) == 0
+    assert "6 entries deleted" in capsys.readouterr().out
+
+
+def test_clear_errors(tmp_path, capsys, monkeypatch):
+    path = str(tmp_path / "mem")
+    assert main(["memory", "stats", "--store", path]) == 1
+    assert "no memory store" in capsys.readouterr().err
+    _store(path)
+    assert main(["memory", "expire", "--max-age", "soon", "--store", path]) == 1
+    assert "unit" in capsys.readouterr().err
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    assert main(["memory", "import", str(tmp_path / "junk.safetensors"), "--store", path]) == 1
+    assert "not a readable" in capsys.readouterr().err
+    monkeypatch.setenv("FINTS_MEMORY_DIR", path)  # the env var names the default store
+    assert main(["memory", "stats", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 6
