@@ -81,7 +81,7 @@ class BrowserTransport:
     # ---- the transport interface ------------------------------------------------------
     def search(self, query: str) -> list[ProductSummary]:
         def run(page) -> list[ProductSummary]:
-            self._goto(page, "/")
+            self._goto_form(page, "/", "#search-box")
             page.fill("#search-box", query)
             with page.expect_navigation():
                 page.click("#search-button")
@@ -91,7 +91,7 @@ class BrowserTransport:
 
     def recommend(self, product_sequence: list[str]) -> list[ProductSummary]:
         def run(page) -> list[ProductSummary]:
-            self._goto(page, "/recommendations")
+            self._goto_form(page, "/recommendations", "#asins-box")
             page.fill("#asins-box", " ".join(product_sequence))
             with page.expect_navigation():
                 page.click("#recommend-button")
@@ -175,6 +175,12 @@ class BrowserTransport:
     # ---- helpers ----------------------------------------------------------------------
     def _goto(self, page, path: str) -> None:
         page.goto(self.base_url + path)
+
+    def _goto_form(self, page, path: str, selector: str) -> None:
+        """Stay on the current shop page if it has the form (every page has the search
+        box), as a person would; otherwise open `path`."""
+        if not (page.url.startswith(self.base_url + "/") and page.query_selector(selector)):
+            self._goto(page, path)
 
     def _read_list(self, page) -> list[ProductSummary]:
         self._raise_error_page(page)

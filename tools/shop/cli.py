@@ -21,6 +21,19 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     )
     serve.set_defaults(func=_serve)
 
+    bench = groups["bench"].add_parser(
+        "shop",
+        help="shop latency per transport and R. Acc of the gold calls",
+        description="Start the shop in-process, replay the data set's gold search and "
+        "recommend calls through the HTTP (and optionally browser) transport, and write "
+        "latencies and the R. Acc those calls reach to a JSON file.",
+    )
+    bench.add_argument("--data", required=True, help="data set directory")
+    bench.add_argument("--out", default="out/bench_shop.json", help="JSON file to write")
+    bench.add_argument("--tasks", type=int, default=200, help="at most this many gold calls")
+    bench.add_argument("--browser", action="store_true", help="also time the browser")
+    bench.set_defaults(func=_bench)
+
 
 def _serve(args: argparse.Namespace) -> int:
     import signal
@@ -43,3 +56,9 @@ def _serve(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import main
+
+    return main(args.data, args.out, args.tasks, args.browser)

@@ -7,7 +7,12 @@ Three signals, blended into one score per candidate product:
 - content: TF-IDF cosine between the candidate and the sequence's products, which
   also covers products nobody bought yet;
 - recency: the latest products in the sequence weigh most (geometric decay).
-A tiny popularity prior breaks remaining ties, then catalogue order: deterministic."""
+A tiny popularity prior breaks remaining ties, then catalogue order: deterministic.
+
+The weights were compared on a generated 50-user set (seed 1), scoring each recommend
+task's target with PersonalWAB's R. Acc from the user's last 30 purchases: content 0.3
+and decay 0.75 gave 0.040, content 1.0 and decay 0.9 gave 0.068 (co-occurrence alone:
+0.016). Few users means sparse co-occurrence, hence the strong content signal."""
 
 from __future__ import annotations
 
