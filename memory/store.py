@@ -28,6 +28,7 @@ import numpy as np
 
 from memory.embedding import EMBEDDING_DIM, EMBEDDING_MODEL_ID
 from memory.entry import MemoryEntry, MemoryInputError, validate_entry
+from memory.keycache import KeyCache, UserKeys
 from memory.hygiene import DUPLICATE_COSINE, KeyRecord, choose_evictions, find_supersessions
 from memory.location import StoreLocation, connect, resolve_location
 from memory.retrieval import SECONDS_PER_DAY, Retrieval, abstain, attentive_weights
@@ -119,6 +120,7 @@ class MemoryStore:
         self.cap_per_user = cap_per_user
         self.duplicate_cosine = duplicate_cosine
         self._embedder = embedder
+        self._key_cache = KeyCache()
         self._lock = None
         self._client = None
         try:
@@ -450,12 +452,24 @@ class MemoryStore:
                 return merged
             offset += BATCH
 
+    def _user_keys(self, user_id: str) -> UserKeys:
+        """A current snapshot of one user's key records (see memory.keycache)."""
+        ids = self._all(self._keys, [], where={"user_id": user_id})["ids"]
+        return self._key_cache.get(user_id, ids, lambda: self._load_user_keys(user_id))
+
+    def _load_user_keys(self, user_id: str) -> UserKeys:
+        got = self._all(
+            self._keys, ["embeddings", "metadatas", "documents"], where={"user_id": user_id}
+        )
+        matrix = np.asarray(got["embeddings"], np.float32).reshape(-1, EMBEDDING_DIM)
+        return UserKeys(tuple(got["ids"]), matrix, tuple(got["metadatas"]),
+                        tuple(got["documents"]))
+
     def _user_records(self, user_id: str) -> list[KeyRecord]:
-        got = self._all(self._keys, ["embeddings", "metadatas"], where={"user_id": user_id})
+        snap = self._user_keys(user_id)
         return [
-            KeyRecord(eid, np.asarray(emb, np.float32), meta["tool"], meta["timestamp"],
-                      meta["superseded_by"])
-            for eid, emb, meta in zip(got["ids"], got["embeddings"], got["metadatas"])
+            KeyRecord(eid, emb, meta["tool"], meta["timestamp"], meta["superseded_by"])
+            for eid, emb, meta in zip(snap.ids, snap.matrix, snap.metas)
         ]
 
     # ----------------------------------------------------------------- reading
@@ -487,19 +501,10 @@ class MemoryStore:
         if query.shape != (EMBEDDING_DIM,) or not np.all(np.isfinite(query)):
             raise MemoryInputError(f"query embedding must be {EMBEDDING_DIM} finite numbers")
         query = query / max(float(np.linalg.norm(query)), 1e-12)
-        found = self._keys.query(
-            query_embeddings=[query],
-            n_results=k,
-            where={"$and": [{"user_id": user_id}, {"superseded_by": ""}]},
-            include=["embeddings", "metadatas", "documents"],
-        )
+        snap = self._user_keys(user_id)
         rows = [
-            (eid, np.asarray(emb, np.float32), meta, doc)
-            for eid, emb, meta, doc in zip(
-                found["ids"][0], found["embeddings"][0], found["metadatas"][0],
-                found["documents"][0],
-            )
-            if meta.get("user_id") == user_id  # defence in depth: never another user's
+            (snap.ids[i], snap.matrix[i], snap.metas[i], snap.docs[i])
+            for i in snap.top_live(user_id, query, k)
         ]
         if not rows:
             return abstain(user_id, f"no memory for user {user_id!r}")
@@ -625,6 +630,7 @@ class MemoryStore:
         keys.modify(metadata=self._keys_metadata(complete=True))
         old = self.generation
         self._keys, self._vectors, self.generation = keys, vectors, target
+        self._key_cache.clear()
         self.info.generation = target
         for prefix in (KEYS_PREFIX, VECTORS_PREFIX):
             self._client.delete_collection(f"{prefix}{old}")
