@@ -96,3 +96,24 @@ def test_online_writer_adds_without_blocking_and_logs_failures(tmp_path, caplog)
         assert "NaN" in caplog.text
         audit = store.audit("alice")
         assert [row["source"] for row in audit] == ["online", "online"]
+
+
+@pytest.mark.slow
+def test_build_with_the_real_steering_core(tmp_path, dataset, embedder):
+    steering = pytest.importorskip("steering")
+    if not hasattr(steering, "extract_vectors"):
+        pytest.skip("the steering core has no extract_vectors yet")
+    from memory.build import steering_extractor
+
+    loaded = steering.load_model()
+    items = past_interactions(dataset, max_history=0)[:4]
+    extract = steering_extractor(loaded, ["attn", "mlp"], [6])
+    with MemoryStore(tmp_path / "mem", loaded.model_id, loaded.hidden_size, embedder) as store:
+        report = build_memory(store, items, extract, batch_size=2, progress=False)
+        assert report.added == len(items)
+        entry = store.entries(items[0].user_id)[0]
+        assert set(entry.vectors) == {"attn.6", "mlp.6"}
+        assert entry.vectors["attn.6"].shape == (loaded.hidden_size,)
+        assert np.linalg.norm(entry.vectors["mlp.6"]) > 0  # positive and negative differ
+        result = store.retrieve(items[0].user_id, items[0].request, k=1, threshold=0.0)
+        assert not result.abstained and result.vectors["attn.6"].shape == (1, loaded.hidden_size)
