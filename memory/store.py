@@ -18,6 +18,7 @@ collections are opened with `embedding_function=None`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -83,6 +84,24 @@ class UserStats:
     entries: int = 0
     superseded: int = 0
     sources: dict[str, int] = field(default_factory=dict)
+
+
+def _reopens_if_rebuilt(method):
+    """Another client may have rebuilt the store (forget/expire) and dropped the
+    collections this one holds: then reopen the current generation and try once more."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        from chromadb.errors import NotFoundError
+
+        try:
+            return method(self, *args, **kwargs)
+        except NotFoundError:
+            self._open_collections(self.model_id, self.hidden_size)
+            self._key_cache.clear()
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 def _chunks(items: list, size: int = BATCH) -> Iterator[list]:
@@ -294,6 +313,7 @@ class MemoryStore:
         if self.read_only:
             raise StoreError(f"the memory store {self.location} was opened read-only")
 
+    @_reopens_if_rebuilt
     def add(self, entries: Iterable[MemoryEntry], *, hygiene: bool = True) -> AddReport:
         """Add whole entries; ids already present are skipped (idempotent, resumable).
 
@@ -343,6 +363,7 @@ class MemoryStore:
             entry.entry_id, entry.key_embedding, entry.tool, entry.timestamp, entry.superseded_by
         )
 
+    @_reopens_if_rebuilt
     def existing_ids(self, ids: list[str]) -> set[str]:
         """Which of these entry ids the store already holds."""
         found: set[str] = set()
@@ -387,6 +408,7 @@ class MemoryStore:
                 ],
             )
 
+    @_reopens_if_rebuilt
     def delete_entries(self, entry_ids: list[str]) -> int:
         """Delete entries: key records first, then their vectors (no key without vectors)."""
         self._check_writable()
@@ -400,6 +422,7 @@ class MemoryStore:
             self._vectors.delete(where={"entry_id": {"$in": chunk}})
         return deleted
 
+    @_reopens_if_rebuilt
     def delete_user_vectors(self, user_id: str) -> int:
         """Delete every vector record of a user (after their keys are gone)."""
         self._check_writable()
@@ -408,6 +431,7 @@ class MemoryStore:
             self._vectors.delete(ids=chunk)
         return len(ids)
 
+    @_reopens_if_rebuilt
     def count_vectors(self, user_id: str) -> int:
         return len(self._all(self._vectors, [], where={"user_id": user_id})["ids"])
 
@@ -473,6 +497,7 @@ class MemoryStore:
         ]
 
     # ----------------------------------------------------------------- reading
+    @_reopens_if_rebuilt
     def retrieve(
         self,
         user_id: str | None,
@@ -552,6 +577,7 @@ class MemoryStore:
             keys=[doc for _, _, _, doc, _ in whole],
         )
 
+    @_reopens_if_rebuilt
     def count(self, user_id: str | None = None) -> int:
         """Entries in the store, or of one user."""
         if user_id is None:
@@ -561,6 +587,7 @@ class MemoryStore:
     def users(self) -> list[str]:
         return sorted(self.stats())
 
+    @_reopens_if_rebuilt
     def stats(self) -> dict[str, UserStats]:
         """Entries, superseded entries and sources per user."""
         result: dict[str, UserStats] = {}
@@ -571,6 +598,7 @@ class MemoryStore:
             stats.sources[meta["source"]] = stats.sources.get(meta["source"], 0) + 1
         return result
 
+    @_reopens_if_rebuilt
     def audit(self, user_id: str) -> list[dict]:
         """A user's entries with provenance, oldest first (no vectors)."""
         got = self._all(self._keys, ["metadatas", "documents"], where={"user_id": user_id})
@@ -580,6 +608,7 @@ class MemoryStore:
         ]
         return sorted(rows, key=lambda r: (r["timestamp"], r["entry_id"]))
 
+    @_reopens_if_rebuilt
     def entries(self, user_id: str) -> list[MemoryEntry]:
         """A user's full entries (key embedding and vectors included), oldest first."""
         got = self._all(

@@ -76,3 +76,24 @@ def test_forget_in_server_mode_checks_the_server_dir(server):
     report = forget_user(store, "carol", server_path=server.path)
     assert report.disk_checked and report.remaining == 0 and not report.residue_after
     assert store.count("bob") == 5
+
+
+def test_a_client_sees_another_clients_writes(server):
+    from dataclasses import replace
+
+    reader = MemoryStore(server.url, "toy-model", HIDDEN)
+    writer = MemoryStore(server.url, "toy-model", HIDDEN)
+    alice = random_entries(["alice"], 3, HIDDEN, seed=24)
+    bob = random_entries(["bob"], 3, HIDDEN, seed=25)
+    writer.add(alice + bob)
+    probe = alice[0].key_embedding
+    assert reader.retrieve("alice", query_embedding=probe).entry_ids[0] == alice[0].entry_id
+    newer = replace(alice[0], entry_id="m-newer", timestamp=alice[-1].timestamp + 1)
+    writer.add([newer])  # supersedes alice[0]
+    assert reader.retrieve("alice", query_embedding=probe).entry_ids[0] == "m-newer"
+    assert not reader.retrieve("bob", query_embedding=bob[0].key_embedding).abstained
+    forget_user(writer, "bob", server_path=server.path)  # rebuilds into a new generation
+    assert reader.retrieve("bob", query_embedding=bob[0].key_embedding).abstained
+    assert reader.retrieve("alice", query_embedding=probe).entry_ids[0] == "m-newer"
+    reader.add(random_entries(["carol"], 2, HIDDEN, seed=26))
+    assert writer.count() == 6
