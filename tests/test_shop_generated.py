@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tools import BrowserTransport, HttpTransport, ShopError, ShopServer, make_shop_tools
@@ -68,3 +70,15 @@ def test_transports_agree_on_the_gold_search_queries(dataset, server, http):
         assert browser.product(asin) == http.product(asin)
         with pytest.raises(ShopError, match="B0NOSUCH00"):
             browser.product("B0NOSUCH00")
+
+
+def test_bench_shop_writes_json(dataset, tmp_path):
+    from tools.shop.bench import main  # what `fints bench shop` runs
+
+    out = tmp_path / "bench.json"
+    assert main(str(dataset.root), str(out), tasks=20, browser=False) == 0
+    report = json.loads(out.read_text())
+    assert report["tasks"] == 20 and "browser" not in report
+    search = report["http"]["search"]
+    assert search["calls"] > 0 and search["gold_call_r_acc"] > 0.5
+    assert search["latency_ms_median"] > 0

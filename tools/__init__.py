@@ -6,8 +6,7 @@ transports (the shop's JSON API, or its web pages in a real browser).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tools.lazy import lazy_exports
 
 _EXPORTS = {
     "make_shop_tools": "tools.functions",
@@ -22,8 +21,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -5,24 +5,19 @@ Heavy imports (fastapi, bm25s, uvicorn) happen on first use of a name, so that
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tools.lazy import lazy_exports
 
 _EXPORTS = {
-    "Shop": "service",
-    "ShopServer": "server",
-    "create_app": "app",
-    "Catalog": "catalog",
-    "load_catalog": "catalog",
-    "ShopInputError": "validate",
-    "ProductSummary": "models",
-    "ProductDetails": "models",
-    "Review": "models",
+    "Shop": ".service",
+    "ShopServer": ".server",
+    "create_app": ".app",
+    "Catalog": ".catalog",
+    "load_catalog": ".catalog",
+    "ShopInputError": ".validate",
+    "ProductSummary": ".models",
+    "ProductDetails": ".models",
+    "Review": ".models",
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
