@@ -4,6 +4,8 @@ and the real-browser checks. A real uvicorn server on loopback and Debian's Chro
 from __future__ import annotations
 
 import pytest
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage
@@ -143,6 +145,13 @@ def test_isolation_fails_closed(http):
     assert "no user is signed in" in call(unbound, review="hi").content
 
 
+def test_tools_run_in_async_agents(http):
+    tool = by_name(make_shop_tools(http, user_id="U_CAMPER01"))["search_product_by_query"]
+    message = asyncio.run(tool.ainvoke({"type": "tool_call", "id": "1", "name": tool.name,
+                                        "args": {"query": "lantern"}}))
+    assert message.artifact.asins[0] == "B0LAMP0011"
+
+
 def test_respond_passes_to_the_simulated_user(http):
     tools = by_name(make_shop_tools(http, user_id="U_RUNNER01",
                                     on_respond=lambda text: f"user heard: {text}"))
@@ -226,3 +235,12 @@ def test_browser_reports_a_stopped_shop(tmp_path):
     with BrowserTransport(url) as transport:
         with pytest.raises(ShopError, match="could not be used in the browser"):
             transport.search("tent")
+
+
+@pytest.mark.browser
+def test_browser_serves_calls_from_many_threads(http, browser):
+    """LangGraph runs parallel tool calls in a thread pool; Playwright is thread-bound."""
+    queries = ["tent", "coffee", "socks", "lantern", "kettle", "stove"]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(browser.search, queries))
+    assert results == [http.search(q) for q in queries]

@@ -72,7 +72,8 @@ def write_sample_dataset(out_dir: str | Path) -> Path:
     histories = {
         user: [
             {"product_info": products[asin],
-             "review": {"rating": 5.0, "title": "Good", "text": f"I like the {products[asin]['title']}.",
+             "review": {"rating": 5.0, "title": "Good",
+                        "text": f"I like the {products[asin]['title']}.",
                         "timestamp": 1_600_000_000_000 + 86_400_000 * i}}
             for i, asin in enumerate(sequence)
         ]
