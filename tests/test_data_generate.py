@@ -115,6 +115,36 @@ def test_gold_calls_carry_personal_arguments(ds) -> None:
             assert args["review"] == task.target.review.text
 
 
+def test_history_interactions_are_past_requests(ds) -> None:
+    """Every past purchase carries the request behind it, with a gold call as for tasks,
+    and each mode's first purchases show every habit: held-out users need them."""
+    shares: Counter = Counter()
+    for uid, history in ds.histories.items():
+        prefs = ds.hidden[uid]
+        per_mode: dict[int, list[str]] = {}
+        for i, item in enumerate(history):
+            request = item.request
+            shares[request.type] += 1
+            mode = prefs.modes.index(prefs.mode_for(item.product_info.main_category))
+            per_mode.setdefault(mode, []).append(request.type)
+            assert request.gold_call.name == TOOL_FOR_TYPE[request.type]
+            assert prefs.greeting in request.task and request.task.endswith(prefs.signoff)
+            args = request.gold_call.arguments
+            if request.type == "search":
+                assert item.product_info.store in args["query"]
+            elif request.type == "recommend":
+                before = [h.product_info.parent_asin for h in history[:i]]
+                assert 1 <= len(args["product_sequence"]) <= 30
+                assert set(args["product_sequence"]) <= set(before)
+            else:
+                assert args["review"] == item.review.text
+        for types in per_mode.values():
+            assert set(types[:3]) == set(TASK_TYPES) or len(types) < 3
+    total = sum(shares.values())
+    assert 0.33 <= shares["search"] / total <= 0.5
+    assert all(0.2 <= shares[t] / total <= 0.4 for t in ("recommend", "review"))
+
+
 def test_splits_hold_out_users_and_keep_time_order(ds) -> None:
     held = set(ds.manifest.held_out_users)
     assert len(held) == round(USERS * 0.2)

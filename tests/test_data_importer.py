@@ -79,6 +79,9 @@ def test_full_import_round_trips_through_the_loader(full: Path, tmp_path: Path) 
     assert ds.products["B0000000P3"].price is None  # "None" string -> null
     assert ds.products["B0000000P1"].model_extra["images"] == []  # extra keys kept
     assert [h.review.timestamp for h in ds.histories["U1"]] == [1000, 2000]
+    assert all(h.request is None for h in ds.histories["U1"])  # real data has no requests
+    written = json.loads((out / "user_history.json").read_text())
+    assert all("request" not in h for h in written["U1"])
     search, recommend, rev = ds.tasks
     assert search.task_id == "train-00000" and search.gold_call is None
     assert recommend.gold_call.arguments == {"product_sequence": ["B0000000P1", "B0000000P2"]}

@@ -21,6 +21,8 @@ def test_habit_model_clearly_beats_keywords(data_dir: Path) -> None:
     stats = dataset_stats(load_dataset(data_dir))
     assert stats["keyword_tool_acc"] <= 0.6
     assert stats["habit_tool_acc"] >= 0.85
+    assert stats["habit_tool_acc_heldout"] >= 0.85  # from history requests alone
+    assert stats["counts"]["history_requests"] == stats["counts"]["interactions"]
     assert stats["bm25_target_rank_pref"] < 2
     assert stats["bm25_target_rank_bare"] > 5 * max(stats["bm25_target_rank_pref"], 1)
 
@@ -53,8 +55,8 @@ def test_bm25_rank_counts_ties_as_half(data_dir: Path) -> None:
 def test_stats_cli_prints_json(data_dir: Path, capsys) -> None:
     assert main(["shop", "stats", "--data", str(data_dir), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    for key in ("keyword_tool_acc", "habit_tool_acc", "bm25_target_rank_bare",
-                "bm25_target_rank_pref"):
+    for key in ("keyword_tool_acc", "habit_tool_acc", "habit_tool_acc_heldout",
+                "bm25_target_rank_bare", "bm25_target_rank_pref"):
         assert isinstance(out[key], float)
     assert out["counts"]["users"] == 40
     assert main(["shop", "stats", "--data", str(data_dir.parent / "missing")]) == 1

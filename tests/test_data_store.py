@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -71,6 +72,22 @@ def test_bad_task_type_and_history_order_are_named(copy: Path) -> None:
     with pytest.raises(DataError, match=r"user_history.json: record A\w+\[1\]: "
                                         r"field 'review.timestamp': history is not in time order"):
         load_dataset(copy)
+
+
+def test_bad_history_request_is_named(copy: Path) -> None:
+    def bad(d: dict) -> None:
+        uid = sorted(d)[0]
+        d[uid][1]["request"]["type"] = "buy"
+        del d[uid][1]["request"]["gold_call"]
+    edit(copy / HISTORY, bad)
+    with pytest.raises(DataError) as err:
+        load_dataset(copy)
+    message = str(err.value)
+    assert re.search(r"user_history.json: record A\w+\[1\]: field 'request.type'", message)
+    assert "field 'request.gold_call': Field required" in message
+
+    edit(copy / HISTORY, lambda d: [h.pop("request") for hs in d.values() for h in hs])
+    assert all(h.request is None for hs in load_dataset(copy).histories.values() for h in hs)
 
 
 def test_unknown_user_and_missing_file_are_reported(copy: Path) -> None:

@@ -22,6 +22,7 @@ from tools.data.store import DATA_VERSION, write_dataset_files
 DAY_MS = 86_400_000
 EPOCH_2019_MS = 1_546_300_800_000
 TYPE_WEIGHTS = (0.45, 0.275, 0.275)  # on top of one forced task per type: ~40/30/30 overall
+HISTORY_TYPE_WEIGHTS = (0.42, 0.29, 0.29)  # histories are longer: fewer forced types to offset
 HELD_OUT_FRACTION = 0.2
 TRAIN_FRACTION = 0.6
 MAX_SEQUENCE = 30
@@ -41,12 +42,15 @@ def generate_dataset(
         if uid not in user_ids:
             user_ids.append(uid)
     held_out = set(rng.sample(user_ids, round(users * HELD_OUT_FRACTION)))
+    # Requests behind history interactions come from their own stream, so adding them left
+    # the rest of a seed's data set as it was.
+    request_rng = random.Random(f"{seed}:history-requests")
 
     profiles, histories, hidden = {}, {}, {}
     train: list[dict] = []
     test: list[dict] = []
     for uid in tqdm(user_ids, desc="users", unit="user", disable=not progress):
-        prefs, history, tasks = _user(rng, uid, catalog)
+        prefs, history, tasks = _user(rng, request_rng, uid, catalog)
         hidden[uid] = prefs.model_dump(mode="json")
         profiles[uid] = {"user_profile": people.profile(rng, prefs)}
         histories[uid] = history
@@ -86,7 +90,7 @@ def _train_count(prefs: HiddenPreferences, n_tasks: int) -> int:
 
 
 def _user(
-    rng: random.Random, uid: str, catalog: Catalog
+    rng: random.Random, request_rng: random.Random, uid: str, catalog: Catalog
 ) -> tuple[HiddenPreferences, list[dict], list[dict]]:
     sparse = rng.random() < 0.12
     n_history = rng.randint(2, 6) if sparse else rng.randint(10, 60)
@@ -97,19 +101,20 @@ def _user(
     prefs = people.hidden_preferences(rng, uid, catalog, start, times[-1] - start, sparse)
 
     history: list[dict] = []
-    bought: list[str] = []
+    bought: list[CatalogEntry] = []
     for ts in times:
         if rng.random() < 0.8:
             category = rng.choice(prefs.categories)
         else:
             category = rng.choice(sorted(catalog.brands))
-        entry = _pick(rng, catalog, prefs, category, ts, set(bought), strict=False)
-        bought.append(entry.asin)
+        entry = _pick(rng, catalog, prefs, category, ts, {e.asin for e in bought}, strict=False)
+        bought.append(entry)
         review = people.write_review(rng, prefs, entry, ts)
         history.append({"product_info": catalog.products[entry.asin], "review": review})
+    _add_requests(request_rng, prefs, history, bought)
 
     tasks = []
-    used = set(bought)  # each task is about a product not met before
+    used = {e.asin for e in bought}  # each task is about a product not met before
     ts = times[-1]
     for k, (category, task_type) in enumerate(_task_plan(rng, prefs)):
         ts += rng.randint(1, 20) * DAY_MS + rng.randint(0, DAY_MS)
@@ -145,15 +150,6 @@ def _task(
 ) -> dict:
     entry = _pick(rng, catalog, prefs, category, ts, exclude, strict=task_type != "review")
     review = people.write_review(rng, prefs, entry, ts)
-    if task_type == "search":
-        liked = [f for f in entry.feature_keys if f in prefs.liked_features.get(category, [])]
-        words = [entry.brand, entry.subtype, *(liked or entry.feature_keys[:1])]
-        arguments: dict = {"query": " ".join(words)}
-    elif task_type == "recommend":
-        arguments = {"product_sequence": relevant_sequence(history, prefs.mode_for(category)
-                                                           .categories)}
-    else:
-        arguments = {"review": review["text"]}
     return {
         "task_id": task_id,
         "user_id": prefs.user_id,
@@ -161,8 +157,56 @@ def _task(
         "type": task_type,
         "timestamp": ts,
         "target": {"product_info": catalog.products[entry.asin], "review": review},
-        "gold_call": {"name": TOOL_FOR_TYPE[task_type], "arguments": arguments},
+        "gold_call": _gold_call(prefs, task_type, entry, review, history),
     }
+
+
+def _gold_call(
+    prefs: HiddenPreferences, task_type: str, entry: CatalogEntry, review: dict,
+    history: list[dict],
+) -> dict:
+    """The call that serves a request about `entry`, given the history before it."""
+    if task_type == "search":
+        liked = [f for f in entry.feature_keys
+                 if f in prefs.liked_features.get(entry.category, [])]
+        words = [entry.brand, entry.subtype, *(liked or entry.feature_keys[:1])]
+        arguments: dict = {"query": " ".join(words)}
+    elif task_type == "recommend":
+        categories = prefs.mode_for(entry.category).categories
+        arguments = {"product_sequence": relevant_sequence(history, categories)}
+    else:
+        arguments = {"review": review["text"]}
+    return {"name": TOOL_FOR_TYPE[task_type], "arguments": arguments}
+
+
+def _add_requests(
+    rng: random.Random, prefs: HiddenPreferences, history: list[dict],
+    entries: list[CatalogEntry],
+) -> None:
+    """Give every past interaction the request behind it: a search that found the product,
+    recommendations over the items before it, or the review written of it.
+
+    Each interaction's mode first shows every type it can once (so a held-out user's
+    history teaches all their habits), then types follow the task mix. The first
+    interaction cannot come from recommendations: there was nothing to recommend from.
+    """
+    shown: dict[int, set[str]] = {}
+    for i, (item, entry) in enumerate(zip(history, entries, strict=True)):
+        mode = prefs.modes.index(prefs.mode_for(entry.category))
+        allowed = [t for t in TASK_TYPES if i > 0 or t != "recommend"]
+        unseen = [t for t in allowed if t not in shown.setdefault(mode, set())]
+        if unseen:
+            task_type = rng.choice(unseen)
+        else:
+            weights = [w for t, w in zip(TASK_TYPES, HISTORY_TYPE_WEIGHTS, strict=True)
+                       if t in allowed]
+            task_type = rng.choices(allowed, weights=weights)[0]
+        shown[mode].add(task_type)
+        item["request"] = {
+            "task": instruction(rng, prefs, task_type, entry),
+            "type": task_type,
+            "gold_call": _gold_call(prefs, task_type, entry, item["review"], history[:i]),
+        }
 
 
 def relevant_sequence(history: list[dict], categories: list[str]) -> list[str]:

@@ -99,13 +99,17 @@ def import_pwab(source: str | Path, out: str | Path) -> tuple[Path, dict[str, in
         products={a: p.model_dump(mode="json") for a, p in products.items()},
         profiles={uid: {"user_profile": p.model_dump(mode="json", by_alias=True)}
                   for uid, p in profiles.items()},
-        histories={uid: [h.model_dump(mode="json") for h in hs]
+        histories={uid: [h.model_dump(mode="json", exclude=_ABSENT_REQUEST if h.request is None
+                                      else None) for h in hs]
                    for uid, hs in histories.items()},
         instructions={"train": [t.model_dump(mode="json") for t in train],
                       "test": [t.model_dump(mode="json") for t in test]},
         manifest=manifest,
     )
     return out_path, counts
+
+
+_ABSENT_REQUEST = {"request"}  # real histories have no requests: leave the key out
 
 
 def _clean_product(value: object) -> object:

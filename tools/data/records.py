@@ -53,11 +53,29 @@ class Review(BaseModel):
     timestamp: int = Field(ge=0)
 
 
+class GoldCall(BaseModel):
+    """The call that solves a task: a tool name and its arguments."""
+
+    name: str
+    arguments: dict
+
+
+class HistoryRequest(BaseModel):
+    """The request that led to a past interaction, so that even a user with no train
+    tasks (held out) shows how they ask for each tool. Generated sets only."""
+
+    task: str = Field(min_length=1)
+    type: TaskType
+    gold_call: GoldCall
+
+
 class Interaction(BaseModel):
-    """A product the user bought and the review they wrote: one step of their history."""
+    """A product the user bought and the review they wrote: one step of their history.
+    `request` is absent in real PersonalWAB data."""
 
     product_info: Product
     review: Review
+    request: HistoryRequest | None = None
 
 
 class UserProfile(BaseModel):
@@ -80,13 +98,6 @@ class UserProfile(BaseModel):
 
 class ProfileRecord(BaseModel):
     user_profile: UserProfile
-
-
-class GoldCall(BaseModel):
-    """The call that solves a task: a tool name and its arguments."""
-
-    name: str
-    arguments: dict
 
 
 class Target(BaseModel):

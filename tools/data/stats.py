@@ -3,7 +3,9 @@
 Two questions, two pairs of numbers:
 - Can the tool be read off the request? A bag-of-words classifier trained on all train
   requests (`keyword_tool_acc`) against a per-user habit model that looks only at that
-  user's own earlier requests (`habit_tool_acc`).
+  user's own earlier requests: their train tasks and the requests behind their history
+  (`habit_tool_acc`), and for held-out users, who have no train tasks, their history
+  requests alone (`habit_tool_acc_heldout`).
 - Does a preference-aware query find the target? The target's mean 0-based BM25 rank
   for the bare request (`bm25_target_rank_bare`) and for the gold query
   (`bm25_target_rank_pref`).
@@ -14,11 +16,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
+from typing import NamedTuple
 
 import bm25s
 import numpy as np
 
-from tools.data.records import TASK_TYPES, Product, Task
+from tools.data.records import TASK_TYPES, Product, Task, TaskType
 from tools.data.store import Dataset
 
 WORD = re.compile(r"[a-z0-9]+")
@@ -31,7 +34,7 @@ def words(text: str) -> list[str]:
 class KeywordClassifier:
     """Multinomial naive Bayes over request words: what wording alone says about the tool."""
 
-    def __init__(self, tasks: list[Task]) -> None:
+    def __init__(self, tasks: list[Request] | list[Task]) -> None:
         self.class_counts = Counter(t.type for t in tasks)
         self.word_counts: dict[str, Counter] = {c: Counter() for c in TASK_TYPES}
         for t in tasks:
@@ -53,16 +56,36 @@ class KeywordClassifier:
         return max(TASK_TYPES, key=log_prob)
 
 
+class Request(NamedTuple):
+    """One labelled request of a user: a train task or the request behind a past purchase."""
+
+    user_id: str
+    task: str
+    type: TaskType
+
+
+def task_requests(tasks: list[Task]) -> list[Request]:
+    return [Request(t.user_id, t.task, t.type) for t in tasks]
+
+
+def history_requests(ds: Dataset, users: set[str] | None = None) -> list[Request]:
+    """The requests behind past interactions (generated sets; real histories have none)."""
+    return [Request(uid, h.request.task, h.request.type)
+            for uid, history in sorted(ds.histories.items()) if users is None or uid in users
+            for h in history if h.request is not None]
+
+
 class HabitModel:
-    """Nearest neighbour among the same user's train requests.
+    """Nearest neighbour among the same user's earlier requests.
 
     It compares how requests are phrased, not what they are about: words that occur in
     the catalog's titles and features are dropped, so two requests about the same kind
-    of product do not look alike for that reason. Users without train requests (held
-    out) and requests unlike any earlier one fall back to the keyword classifier.
+    of product do not look alike for that reason. Users without earlier requests (held
+    out users of an imported set) and requests unlike any earlier one fall back to the
+    keyword classifier.
     """
 
-    def __init__(self, train: list[Task], products: dict[str, Product],
+    def __init__(self, train: list[Request] | list[Task], products: dict[str, Product],
                  fallback: KeywordClassifier) -> None:
         self.product_words = {
             w for p in products.values() for w in words(" ".join([p.title, *p.features]))
@@ -96,10 +119,18 @@ class HabitModel:
         return best or self.fallback.predict(text)
 
 
-def tool_accuracies(ds: Dataset) -> dict[str, float]:
-    """Tool-choice accuracy on test tasks of the keyword and habit models."""
-    keyword = KeywordClassifier(ds.train)
-    habit = HabitModel(ds.train, ds.products, keyword)
+def tool_accuracies(ds: Dataset) -> dict[str, float | None]:
+    """Tool-choice accuracy on test tasks of the keyword and habit models.
+
+    The keyword model learns from every labelled request (train tasks and history
+    requests), so it sees as much as the habit model, only not per user.
+    """
+    held_out = set(ds.manifest.held_out_users)
+    past = history_requests(ds)
+    keyword = KeywordClassifier([*task_requests(ds.train), *past])
+    habit = HabitModel([*task_requests(ds.train), *past], ds.products, keyword)
+    tasks_only = HabitModel(ds.train, ds.products, keyword)
+    heldout = HabitModel(history_requests(ds, held_out), ds.products, keyword)
     trained_users = {t.user_id for t in ds.train}
     rows = [(t, keyword.predict(t.task) == t.type, habit.predict(t.user_id, t.task) == t.type)
             for t in ds.test]
@@ -107,6 +138,11 @@ def tool_accuracies(ds: Dataset) -> dict[str, float]:
     return {
         "keyword_tool_acc": _mean([k for _, k, _ in rows]),
         "habit_tool_acc": _mean([h for _, _, h in seen]),
+        "habit_tool_acc_tasks_only": _mean([tasks_only.predict(t.user_id, t.task) == t.type
+                                            for t, _, _ in seen]),
+        "habit_tool_acc_heldout": _mean([heldout.predict(t.user_id, t.task) == t.type
+                                         for t in ds.test if t.user_id in held_out])
+        if past else None,
         "habit_tool_acc_all_users": _mean([h for _, _, h in rows]),
         "keyword_tool_acc_seen_users": _mean([k for _, k, _ in seen]),
     }
@@ -169,6 +205,8 @@ def dataset_stats(ds: Dataset) -> dict:
         "interactions": sum(len(h) for h in ds.histories.values()),
         "train_tasks": len(ds.train),
         "test_tasks": len(ds.test),
+        "history_requests": sum(h.request is not None for hs in ds.histories.values()
+                                for h in hs),
         "task_types": dict(sorted(Counter(t.type for t in ds.tasks).items())),
     }
     out: dict = {"counts": counts}
