@@ -1,4 +1,5 @@
-"""`fints shop serve`: the shop as a web service (see agent/cli.py for the dispatcher)."""
+"""`fints shop serve` (the shop as a web service) and `fints bench shop` (its latency and
+the R. Acc of gold calls); see agent/cli.py for the dispatcher."""
 
 from __future__ import annotations
 
