@@ -1,0 +1,104 @@
+"""Turning the top-K retrieved vectors into one, and sizing it.
+
+`mean` weighs every retrieved vector alike; `attentive` weighs each by a softmax of its
+key's similarity to the new request, so the most relevant past interactions count most.
+Strength is either absolute (`alpha * v`) or relative: `alpha` times the typical norm of
+the residual stream at that layer, along v's direction. Relative strength transfers
+across models and sites (a post-norm attention output is small next to the residual it
+joins, so its own norm is the wrong yardstick). Clipping bounds what one vector, e.g. a
+poisoned entry, can do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import torch
+
+from steering.vectors import SteeringVector, VectorError
+
+Aggregation = Literal["mean", "attentive"]
+StrengthMode = Literal["absolute", "relative"]
+
+
+def attention_weights(similarities: Sequence[float], temperature: float = 0.1) -> list[float]:
+    """Softmax of similarity / temperature, computed stably."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    top = max(similarities)
+    exps = [math.exp((s - top) / temperature) for s in similarities]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def aggregate(
+    vectors: Sequence[SteeringVector],
+    *,
+    method: Aggregation = "attentive",
+    similarities: Sequence[float] | None = None,
+    weights: Sequence[float] | None = None,
+    temperature: float = 0.1,
+) -> SteeringVector:
+    """Weighted sum of vectors over the (site, layer) keys they all hold.
+
+    Explicit `weights` (e.g. already decayed by age) win over `similarities`.
+    """
+    if not vectors:
+        raise VectorError("nothing to aggregate: no vectors were retrieved")
+    if method not in ("mean", "attentive"):
+        raise ValueError(f"aggregation must be 'mean' or 'attentive', not {method!r}")
+    if method == "mean":
+        w = [1.0 / len(vectors)] * len(vectors)
+    elif weights is not None:
+        total = float(sum(weights))
+        if total <= 0:
+            raise ValueError("aggregation weights must sum to a positive number")
+        w = [float(x) / total for x in weights]
+    elif similarities is not None:
+        w = attention_weights(similarities, temperature)
+    else:
+        raise ValueError("attentive aggregation needs similarities or weights")
+    if len(w) != len(vectors):
+        raise ValueError(f"{len(w)} weights for {len(vectors)} vectors")
+    first = vectors[0]
+    keys = [k for k in first.tensors if all(k in v.tensors for v in vectors)]
+    if not keys:
+        raise VectorError("the retrieved vectors share no (site, layer) key")
+    summed = {k: sum(wi * v.tensors[k].float() for wi, v in zip(w, vectors)) for k in keys}
+    meta = {"aggregation": method, "count": str(len(vectors))}
+    return SteeringVector(summed, first.model_id, first.hidden_size, meta)
+
+
+def clip_norm(vector: SteeringVector, max_norm: float | Mapping[str, float]) -> SteeringVector:
+    """Scale down each tensor whose norm exceeds its bound (one bound, or one per key)."""
+    clipped: dict[str, torch.Tensor] = {}
+    for key, tensor in vector.tensors.items():
+        bound = max_norm[key] if isinstance(max_norm, Mapping) else max_norm
+        norm = float(tensor.float().norm())
+        clipped[key] = tensor * (bound / norm) if norm > bound > 0 else tensor
+    return SteeringVector(clipped, vector.model_id, vector.hidden_size, dict(vector.meta))
+
+
+def scale(
+    vector: SteeringVector,
+    alpha: float,
+    *,
+    mode: StrengthMode = "relative",
+    reference_norms: Mapping[str, float] | None = None,
+) -> SteeringVector:
+    """Size a vector for application: `alpha * v`, or `alpha * norm_ref * v/|v|`."""
+    if mode == "absolute":
+        return vector.scaled(alpha)
+    if mode != "relative":
+        raise ValueError(f"strength mode must be 'absolute' or 'relative', not {mode!r}")
+    if reference_norms is None:
+        raise ValueError("relative strength needs the model's reference norms (steering.calibrate)")
+    sized: dict[str, torch.Tensor] = {}
+    for key, tensor in vector.tensors.items():
+        if key not in reference_norms:
+            raise VectorError(f"no reference norm for {key!r}; calibrate the model first")
+        norm = float(tensor.float().norm())
+        sized[key] = tensor * (alpha * reference_norms[key] / norm) if norm > 0 else tensor
+    return SteeringVector(sized, vector.model_id, vector.hidden_size, dict(vector.meta))

@@ -1,0 +1,99 @@
+"""Steering vectors from contrastive pairs, by teacher forcing (no generation).
+
+For each pair the prompt is followed once by the answer the user accepted and once by
+the answer made without their context; the mean activation over the *answer tokens*
+of the first minus that of the second is the vector, per (site, layer). Prompt and
+answer are tokenized separately and concatenated, so the boundary between them is
+exact by construction (no merge across it can shift a position).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from steering.apply import site_map_of
+from steering.hooks import hidden_of, hooked
+from steering.model import LoadedModel
+from steering.sites import SiteKey, site_keys
+
+
+@dataclass(frozen=True)
+class ContrastPair:
+    """A request and two answers: the accepted one and the one without the user's context."""
+
+    prompt: str
+    positive: str
+    negative: str
+
+
+def encode_with_answer(tokenizer: Any, prompt: str, answer: str) -> tuple[list[int], int]:
+    """Token ids of prompt + answer, and the index where the answer starts."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    if not answer_ids:
+        raise ValueError(f"answer {answer!r} tokenizes to nothing; a vector needs answer tokens")
+    return list(prompt_ids) + list(answer_ids), len(prompt_ids)
+
+
+def mean_answer_activations(
+    model: LoadedModel,
+    texts: Sequence[tuple[str, str]],
+    keys: Sequence[SiteKey],
+) -> dict[str, torch.Tensor]:
+    """Mean activation over answer tokens, per site key: {key: (len(texts), hidden)}."""
+    tokenizer = model.tokenizer
+    encoded = [encode_with_answer(tokenizer, prompt, answer) for prompt, answer in texts]
+    width = max(len(ids) for ids, _ in encoded)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(encoded), width), dtype=torch.long)
+    answer_mask = torch.zeros((len(encoded), width), dtype=torch.bool)
+    for row, (ids, start) in enumerate(encoded):  # right padding: positions stay 0..n-1
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention[row, : len(ids)] = 1
+        answer_mask[row, start : len(ids)] = True
+    device = model.device
+    weights = answer_mask.to(device, torch.float32)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    sites = site_map_of(model)
+    means: dict[str, torch.Tensor] = {}
+
+    def reader(key: str):
+        def hook(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
+            hidden = hidden_of(output).float()
+            means[key] = torch.einsum("bs,bsh->bh", weights, hidden)
+
+        return hook
+
+    hooks = [(sites.module(key), reader(str(key))) for key in keys]
+    with torch.no_grad(), hooked(hooks):
+        model.model(input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=False)
+    return means
+
+
+def extract_vectors(
+    model: LoadedModel,
+    pairs: Sequence[ContrastPair],
+    sites: str | Iterable[str] = "attn+mlp",
+    layers: Iterable[int] = (6,),
+    *,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> list[dict[str, torch.Tensor]]:
+    """One {"site.layer": (hidden,) tensor} per pair: mean(positive) - mean(negative)."""
+    keys = site_keys(sites, layers)
+    out: list[dict[str, torch.Tensor]] = []
+    for start in tqdm(range(0, len(pairs), batch_size), desc="extracting", disable=not progress):
+        chunk = pairs[start : start + batch_size]
+        texts = [(p.prompt, p.positive) for p in chunk] + [(p.prompt, p.negative) for p in chunk]
+        means = mean_answer_activations(model, texts, keys)
+        n = len(chunk)
+        for row in range(n):
+            out.append({k: (m[row] - m[n + row]).cpu() for k, m in means.items()})
+    return out

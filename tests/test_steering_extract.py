@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from steering import ContrastPair, encode_with_answer, extract_vectors, mean_answer_activations, site_keys
+from tests.tiny_models import tiny_model, tokenizer
+
+ANSWERS = [
+    " search_product_by_query",
+    "get_recommendations_by_history",
+    '{"name": "add_product_review", "arguments": {"review": "broke after a week"}}',
+    "\nCall: search",
+    " adidas soccer cleats",
+]
+
+
+@pytest.mark.parametrize("family", ["bpe", "unigram"])
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_answer_positions_are_exactly_the_answer_tokens(family, answer):
+    tok = tokenizer(family)
+    prompt = "Request: something for my runs\nCall:"
+    ids, start = encode_with_answer(tok, prompt, answer)
+    assert ids[0] == tok.bos_token_id
+    assert tok.decode(ids[start:]) == tok.decode(tok(answer, add_special_tokens=False)["input_ids"])
+    assert ids[:start] == tok(prompt)["input_ids"]
+    assert tok.decode(ids[start:]).strip() == answer.strip()
+
+
+def test_empty_answer_is_refused():
+    with pytest.raises(ValueError, match="tokenizes to nothing"):
+        encode_with_answer(tokenizer("bpe"), "prompt", "")
+
+
+@pytest.mark.parametrize("family", ["gemma3", "gpt2"])
+def test_vector_is_mean_over_answer_tokens_of_positive_minus_negative(family):
+    loaded = tiny_model(family)
+    pair = ContrastPair("Request: something for my runs\nCall:", " get_recommendations_by_history",
+                        " search_product_by_query")
+    (vector,) = extract_vectors(loaded, [pair], sites="attn+mlp", layers=[0, 1])
+    assert sorted(vector) == ["attn.0", "attn.1", "mlp.0", "mlp.1"]
+    # recompute by hand for one key, one sequence at a time (no padding involved)
+    from steering.hooks import hidden_of, hooked
+    from steering import site_map_of, SiteKey
+
+    module = site_map_of(loaded).module(SiteKey("mlp", 1))
+    means = []
+    for answer in (pair.positive, pair.negative):
+        ids, start = encode_with_answer(loaded.tokenizer, pair.prompt, answer)
+        seen = []
+        with torch.no_grad(), hooked([(module, lambda m, a, o: seen.append(hidden_of(o)))]):
+            loaded.model(torch.tensor([ids]))
+        means.append(seen[0][0, start:].mean(dim=0))
+    assert torch.allclose(vector["mlp.1"], means[0] - means[1], atol=1e-6)
+
+
+def test_batched_extraction_equals_one_pair_at_a_time():
+    loaded = tiny_model("llama")
+    pairs = [
+        ContrastPair("Request: a gift for my sister\nCall:", " get_recommendations_by_history", " search_product_by_query"),
+        ContrastPair("short", " a", " a much longer negative answer with many tokens"),
+        ContrastPair("Request: write that the blender broke\nCall:", " add_product_review", " search_product_by_query"),
+    ]
+    batched = extract_vectors(loaded, pairs, sites="whole", layers=[1], batch_size=3)
+    single = [extract_vectors(loaded, [p], sites="whole", layers=[1])[0] for p in pairs]
+    for b, s in zip(batched, single):
+        assert torch.allclose(b["whole.1"], s["whole.1"], atol=1e-5)
+
+
+def test_identical_answers_give_a_zero_vector():
+    loaded = tiny_model("qwen2")
+    pair = ContrastPair("Request: x\nCall:", " search_product_by_query", " search_product_by_query")
+    (vector,) = extract_vectors(loaded, [pair], sites="attn", layers=[0])
+    # both rows run in one padded batch, so float noise of ~1e-10 is all that is left
+    assert float(vector["attn.0"].abs().max()) < 1e-6
+
+
+def test_mean_activations_shapes():
+    loaded = tiny_model("gemma3")
+    means = mean_answer_activations(loaded, [("a b", " c"), ("d", " e f g")], site_keys("whole", [0]))
+    assert means["whole.0"].shape == (2, 32)
