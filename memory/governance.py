@@ -78,22 +78,27 @@ def scan_residue(directory: Path, needles: list[bytes]) -> list[str]:
 def compact(store: MemoryStore, directory: Path) -> list[str]:
     """Rebuild the live records, drop dead segment dirs, VACUUM sqlite; say what was done."""
     actions = [f"rebuilt collections into generation {_rebuild(store)}"]
+    actions.extend(_drop_dead_files(directory))
+    return actions
+
+
+def _drop_dead_files(directory: Path) -> list[str]:
+    """Remove segment directories no collection uses any more, then VACUUM sqlite."""
     database = directory / "chroma.sqlite3"
     with sqlite3.connect(database, timeout=30) as connection:
         live = {row[0] for row in connection.execute("SELECT id FROM segments")}
     removed = 0
     for child in directory.iterdir():
         if child.is_dir() and UUID_DIR.match(child.name) and child.name not in live:
-            shutil.rmtree(child)
+            shutil.rmtree(child, ignore_errors=True)
             removed += 1
-    actions.append(f"removed {removed} segment directories of dropped collections")
     connection = sqlite3.connect(database, timeout=30, isolation_level=None)
     try:
         connection.execute("VACUUM")
     finally:
         connection.close()
-    actions.append("VACUUMed chroma.sqlite3")
-    return actions
+    return [f"removed {removed} segment directories of dropped collections",
+            "VACUUMed chroma.sqlite3"]
 
 
 def _rebuild(store: MemoryStore) -> int:
@@ -127,6 +132,12 @@ def _purge(
     if report.residue_before:
         report.actions.extend(compact(store, directory))
         report.residue_after = scan_residue(directory, needles)
+        for _ in range(3):  # a server may still be flushing a dropped segment: once more
+            if not report.residue_after:
+                break
+            time.sleep(1.0)
+            report.actions.extend(_drop_dead_files(directory))
+            report.residue_after = scan_residue(directory, needles)
     return report
 
 

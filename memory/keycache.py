@@ -7,11 +7,18 @@ that user's records can come back), reloads the user's keys only when that id se
 changed, and ranks them exactly in numpy. Every write path changes the id set (adds,
 evictions, deletions; supersession only happens with an add), so a snapshot whose
 ids still match the store is current, also when another process wrote.
+
+Within `ttl_s` of the last check a snapshot is used without listing ids again. This
+process's own writes drop the snapshot at once; another process's writes are seen at
+most `ttl_s` later. That staleness cannot leak or resurrect anything: the snapshot is
+one user's own records, and an entry deleted meanwhile has no vectors left to fetch,
+so retrieval skips it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,25 +51,36 @@ class UserKeys:
 class KeyCache:
     """An LRU of `UserKeys`, revalidated against the user's current id set on each use."""
 
-    def __init__(self, capacity: int = 256) -> None:
+    def __init__(self, capacity: int = 256, ttl_s: float = 1.0) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[str, UserKeys] = OrderedDict()
+        self.ttl_s = ttl_s
+        self._items: OrderedDict[str, tuple[UserKeys, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, user_id: str, current_ids: list[str], load: Callable[[], UserKeys]) -> UserKeys:
+    def get(
+        self,
+        user_id: str,
+        list_ids: Callable[[], list[str]],
+        load: Callable[[], UserKeys],
+    ) -> UserKeys:
+        """The user's snapshot: reused within ttl, else revalidated by ids, else loaded."""
         with self._lock:
-            cached = self._items.get(user_id)
-        if cached is not None and set(cached.ids) == set(current_ids):
-            with self._lock:
-                self._items.move_to_end(user_id)
+            cached, checked = self._items.get(user_id, (None, 0.0))
+        now = time.monotonic()
+        if cached is not None and now - checked < self.ttl_s:
             return cached
-        fresh = load()
+        if cached is None or set(cached.ids) != set(list_ids()):
+            cached = load()
         with self._lock:
-            self._items[user_id] = fresh
+            self._items[user_id] = (cached, now)
             self._items.move_to_end(user_id)
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
-        return fresh
+        return cached
+
+    def drop(self, user_id: str) -> None:
+        with self._lock:
+            self._items.pop(user_id, None)
 
     def clear(self) -> None:
         with self._lock:

@@ -133,13 +133,14 @@ class MemoryStore:
         read_only: bool = False,
         cap_per_user: int = 5000,
         duplicate_cosine: float = DUPLICATE_COSINE,
+        snapshot_ttl_s: float = 1.0,
     ) -> None:
         self.location = store if isinstance(store, StoreLocation) else resolve_location(store)
         self.read_only = read_only
         self.cap_per_user = cap_per_user
         self.duplicate_cosine = duplicate_cosine
         self._embedder = embedder
-        self._key_cache = KeyCache()
+        self._key_cache = KeyCache(ttl_s=snapshot_ttl_s)
         self._lock = None
         self._client = None
         try:
@@ -346,6 +347,8 @@ class MemoryStore:
                 supersede.update(
                     find_supersessions(records, {e.entry_id for e in mine}, self.duplicate_cosine)
                 )
+        for user in users:
+            self._key_cache.drop(user)
         self._write_vectors(new)
         self._write_keys(new, supersede)
         old = [eid for eid in supersede if eid not in checked]
@@ -354,6 +357,7 @@ class MemoryStore:
         report.added = len(new)
         report.superseded = len(supersede)
         for user in users:
+            self._key_cache.drop(user)
             evict = choose_evictions(self._user_records(user), self.cap_per_user)
             report.evicted += self.delete_entries(evict)
         return report
@@ -415,6 +419,7 @@ class MemoryStore:
         if not entry_ids:
             return 0
         deleted = 0
+        self._key_cache.clear()
         for chunk in _chunks(list(entry_ids)):
             got = self._keys.get(ids=chunk, include=["metadatas"])
             self._keys.delete(ids=chunk)
@@ -427,6 +432,7 @@ class MemoryStore:
         """Delete every vector record of a user (after their keys are gone)."""
         self._check_writable()
         ids = self._all(self._vectors, [], where={"user_id": user_id})["ids"]
+        self._key_cache.drop(user_id)
         for chunk in _chunks(ids):
             self._vectors.delete(ids=chunk)
         return len(ids)
@@ -478,8 +484,11 @@ class MemoryStore:
 
     def _user_keys(self, user_id: str) -> UserKeys:
         """A current snapshot of one user's key records (see memory.keycache)."""
-        ids = self._all(self._keys, [], where={"user_id": user_id})["ids"]
-        return self._key_cache.get(user_id, ids, lambda: self._load_user_keys(user_id))
+        return self._key_cache.get(
+            user_id,
+            lambda: self._all(self._keys, [], where={"user_id": user_id})["ids"],
+            lambda: self._load_user_keys(user_id),
+        )
 
     def _load_user_keys(self, user_id: str) -> UserKeys:
         got = self._all(
@@ -490,7 +499,7 @@ class MemoryStore:
                         tuple(got["documents"]))
 
     def _user_records(self, user_id: str) -> list[KeyRecord]:
-        snap = self._user_keys(user_id)
+        snap = self._load_user_keys(user_id)  # writes decide on fresh data, not a snapshot
         return [
             KeyRecord(eid, emb, meta["tool"], meta["timestamp"], meta["superseded_by"])
             for eid, emb, meta in zip(snap.ids, snap.matrix, snap.metas)

@@ -74,15 +74,16 @@ def test_forget_in_server_mode_checks_the_server_dir(server):
     assert "--server-path" in report.actions[0]
     store.add(random_entries(["carol"], 5, HIDDEN, seed=23))
     report = forget_user(store, "carol", server_path=server.path)
-    assert report.disk_checked and report.remaining == 0 and not report.residue_after
+    assert report.disk_checked and report.remaining == 0 and not report.residue_after, report
     assert store.count("bob") == 5
 
 
 def test_a_client_sees_another_clients_writes(server):
     from dataclasses import replace
 
-    reader = MemoryStore(server.url, "toy-model", HIDDEN)
+    reader = MemoryStore(server.url, "toy-model", HIDDEN, snapshot_ttl_s=0.0)
     writer = MemoryStore(server.url, "toy-model", HIDDEN)
+    lagging = MemoryStore(server.url, "toy-model", HIDDEN, snapshot_ttl_s=3600.0)
     alice = random_entries(["alice"], 3, HIDDEN, seed=24)
     bob = random_entries(["bob"], 3, HIDDEN, seed=25)
     writer.add(alice + bob)
@@ -92,8 +93,11 @@ def test_a_client_sees_another_clients_writes(server):
     writer.add([newer])  # supersedes alice[0]
     assert reader.retrieve("alice", query_embedding=probe).entry_ids[0] == "m-newer"
     assert not reader.retrieve("bob", query_embedding=bob[0].key_embedding).abstained
+    assert not lagging.retrieve("bob", query_embedding=bob[0].key_embedding).abstained
     forget_user(writer, "bob", server_path=server.path)  # rebuilds into a new generation
     assert reader.retrieve("bob", query_embedding=bob[0].key_embedding).abstained
+    # a stale snapshot still cannot bring bob back: his vectors are gone
+    assert lagging.retrieve("bob", query_embedding=bob[0].key_embedding).abstained
     assert reader.retrieve("alice", query_embedding=probe).entry_ids[0] == "m-newer"
     reader.add(random_entries(["carol"], 2, HIDDEN, seed=26))
     assert writer.count() == 6
