@@ -52,8 +52,12 @@ def parse_age(text: str) -> float:
 
 
 def needles_for(entries: list[MemoryEntry], survivors_text: str) -> list[bytes]:
-    """Byte strings that betray deleted entries: ids, own request texts, vector bytes."""
+    """Byte strings that betray deleted entries: user and entry ids, request texts and
+    vector bytes (ids and texts only where no surviving user or request contains them)."""
     needles: list[bytes] = []
+    for user in {e.user_id for e in entries}:
+        if len(user) >= 4 and user not in survivors_text:  # short ids match by chance
+            needles.append(user.encode())
     for entry in entries:
         needles.append(entry.entry_id.encode())
         if entry.key not in survivors_text:  # another user may have asked the same
@@ -125,7 +129,8 @@ def _purge(
             "--path as --server-path to check them, or run `chroma vacuum` on it"
         )
         return report
-    survivors = " ".join(row["key"] for user in store.users() for row in store.audit(user))
+    users = store.users()
+    survivors = " ".join([*users, *(row["key"] for user in users for row in store.audit(user))])
     needles = needles_for(deleted, survivors)
     report.disk_checked = True
     report.residue_before = scan_residue(directory, needles)

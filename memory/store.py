@@ -195,14 +195,7 @@ class MemoryStore:
             self.generation = max(complete)
             meta = generations[self.generation]
             self._check_models(meta, model_id, hidden_size, embedding_model_id)
-            self.info = StoreInfo(
-                str(self.location),
-                "server" if self.location.is_server else "embedded",
-                meta["model_id"],
-                int(meta["hidden_size"]),
-                meta["embedding_model_id"],
-                self.generation,
-            )
+            self._set_info(meta["model_id"], meta["hidden_size"], meta["embedding_model_id"])
             self._keys = self._collection(KEYS_PREFIX, self.generation)
             self._vectors = self._collection(VECTORS_PREFIX, self.generation)
         else:
@@ -214,17 +207,15 @@ class MemoryStore:
                     "and hidden size to create it"
                 )
             self.generation = max(generations, default=-1) + 1
-            self.info = StoreInfo(
-                str(self.location),
-                "server" if self.location.is_server else "embedded",
-                model_id,
-                int(hidden_size),
-                embedding_model_id,
-                self.generation,
-            )
+            self._set_info(model_id, hidden_size, embedding_model_id)
             self._keys, self._vectors = self._create_generation(self.generation, complete=True)
         if not self.read_only:
             self._drop_generations(keep=self.generation, older_only=self.location.is_server)
+
+    def _set_info(self, model_id: str, hidden_size: int, embedding_model_id: str) -> None:
+        mode = "server" if self.location.is_server else "embedded"
+        self.info = StoreInfo(str(self.location), mode, model_id, int(hidden_size),
+                              embedding_model_id, self.generation)
 
     def _check_models(
         self, meta: dict, model_id: str | None, hidden_size: int | None, embedding_model_id: str

@@ -53,6 +53,7 @@ def test_forget_removes_user_from_store_and_disk(tmp_path):
         ] == probe.entry_id
         assert store.retrieve("user07", query_embedding=gone[0].key_embedding).abstained
     raw = _bytes_of(path)
+    assert b"user07" not in raw
     for entry in gone:  # an independent scan of the bytes
         assert entry.entry_id.encode() not in raw
         assert entry.key.encode() not in raw
