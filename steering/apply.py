@@ -128,10 +128,20 @@ def steer(
         return hook
 
     forward_hooks = [(sites.module(SiteKey.parse(k)), make_hook(k, d)) for k, d in deltas.items()]
-    with hooked(forward_hooks, [(sites.decoder, track_positions)]):
+    with _model_lock(model), hooked(forward_hooks, [(sites.decoder, track_positions)]):
         yield run
     if check and run.forward_calls:
         _check_live(run, deltas)
+
+
+@contextmanager
+def _model_lock(model: LoadedModel | nn.Module) -> Iterator[None]:
+    """Hold the model's lock (LoadedModel only) so no other thread runs under our hooks."""
+    if isinstance(model, LoadedModel):
+        with model.lock:
+            yield
+    else:
+        yield
 
 
 def _as_rows(

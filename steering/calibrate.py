@@ -61,7 +61,7 @@ def measure_norms(model: LoadedModel) -> dict[str, float]:
         return hook
 
     hooks = [(layer_module, reader(i)) for i, layer_module in enumerate(sites.layers)]
-    with torch.no_grad(), hooked(hooks):
+    with model.lock, torch.no_grad(), hooked(hooks):
         for text in CALIBRATION_TEXTS:
             ids = model.tokenizer(text, return_tensors="pt").to(model.device)
             model.model(**ids, use_cache=False)

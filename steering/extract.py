@@ -72,7 +72,7 @@ def mean_answer_activations(
         return hook
 
     hooks = [(sites.module(key), reader(str(key))) for key in keys]
-    with torch.no_grad(), hooked(hooks):
+    with model.lock, torch.no_grad(), hooked(hooks):
         model.model(input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=False)
     return means
 

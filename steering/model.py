@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ class LoadedModel:
     model_id: str
     source: str
     load_seconds: float
+    # One forward at a time per model: steering hooks live on the shared modules for the
+    # length of a request, so a concurrent unsteered call would otherwise see them.
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
     def config(self) -> Any:

@@ -1,0 +1,93 @@
+"""The methods the LLM node can run, by name, so evaluations put them side by side.
+
+- `zero-shot`: no user information at all;
+- `prompt-k{1,3,5}`: the k most relevant past requests of the user, with the calls
+  they accepted, written into the prompt (the in-context baseline);
+- `steer-{whole,attn,mlp,attn+mlp}-{mean,attentive}`: no extra prompt tokens; the
+  user's retrieved steering vectors are added inside the forward pass.
+
+Strength, layers, positions and retrieval settings come from `defaults.json` (chosen by
+the sweep in `fints eval`, per model), and any of them can be overridden by keyword.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from importlib import resources
+from typing import Any, Literal
+
+Kind = Literal["zero_shot", "prompt_memory", "steering"]
+STEERING_SITES = ("whole", "attn", "mlp", "attn+mlp")
+AGGREGATIONS = ("mean", "attentive")
+PROMPT_KS = (1, 3, 5)
+
+
+@dataclass(frozen=True)
+class Method:
+    """How the LLM node uses (or ignores) the user's memory."""
+
+    name: str
+    kind: Kind
+    k: int = 0
+    site: str = "attn+mlp"
+    aggregation: str = "attentive"
+    layers: tuple[int, ...] = (6,)
+    alpha: float = 0.5
+    strength: str = "relative"
+    positions: str = "all"
+    top_k: int = 5
+    threshold: float = 0.35
+    temperature: float = 0.05
+    half_life_days: float | None = None
+    clip: float = 2.0  # bound on one entry's norm, in units of the site's reference norm
+
+    @property
+    def steers(self) -> bool:
+        return self.kind == "steering"
+
+    def summary(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+def method_names() -> list[str]:
+    """Every method name `parse_method` accepts, in report order."""
+    names = ["zero-shot", *(f"prompt-k{k}" for k in PROMPT_KS)]
+    names += [f"steer-{site}-{agg}" for site in STEERING_SITES for agg in AGGREGATIONS]
+    return names
+
+
+def load_defaults(model_id: str | None = None) -> dict[str, Any]:
+    """Steering defaults for a model: its own entry in defaults.json, else "*"."""
+    table = json.loads(resources.files("agent").joinpath("defaults.json").read_text())
+    chosen = dict(table["*"])
+    if model_id and model_id in table:
+        chosen.update(table[model_id])
+    return chosen
+
+
+def parse_method(name: str, model_id: str | None = None, **overrides: Any) -> Method:
+    """`zero-shot`, `prompt-k3`, `steer-attn+mlp-attentive`, ...; unknown names list the valid ones."""
+    defaults = load_defaults(model_id)
+    if name == "zero-shot":
+        method = Method(name, "zero_shot")
+    elif name.startswith("prompt-k") and name[len("prompt-k"):].isdigit():
+        method = Method(name, "prompt_memory", k=int(name[len("prompt-k"):]))
+    elif name.startswith("steer-"):
+        site, _, aggregation = name[len("steer-"):].rpartition("-")
+        if site not in STEERING_SITES or aggregation not in AGGREGATIONS:
+            raise ValueError(_unknown(name))
+        fields = {k: v for k, v in defaults.items() if k in Method.__dataclass_fields__}
+        fields["layers"] = tuple(fields.get("layers", (6,)))
+        method = Method(name, "steering", site=site, aggregation=aggregation, **fields)
+    else:
+        raise ValueError(_unknown(name))
+    if overrides:
+        if "layers" in overrides:
+            overrides["layers"] = tuple(overrides["layers"])
+        method = replace(method, **overrides)
+    return method
+
+
+def _unknown(name: str) -> str:
+    return f"unknown method {name!r}; valid methods: {', '.join(method_names())}"

@@ -1,0 +1,88 @@
+"""The in-context baseline: a user's k most similar past requests, written into the prompt.
+
+It is the alternative steering has to beat: the same past interactions, but spent as
+prompt tokens on every request instead of as vectors added in the forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PastCall:
+    request: str
+    tool: str
+    arguments: dict[str, Any]
+    timestamp: float = 0.0
+
+
+@dataclass
+class PromptMemory:
+    """Per-user past calls with their request embeddings; retrieval never crosses users."""
+
+    embedder: Any
+    _calls: dict[str, list[PastCall]] = field(default_factory=dict)
+    _embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_dataset(cls, dataset: Any, embedder: Any, users: list[str] | None = None) -> PromptMemory:
+        """History requests and train tasks of each user, in time order."""
+        memory = cls(embedder)
+        wanted = set(users) if users is not None else None
+        per_user: dict[str, list[PastCall]] = {}
+        for user, items in dataset.histories.items():
+            if wanted is not None and user not in wanted:
+                continue
+            for item in items:
+                request = getattr(item, "request", None)
+                if request is not None and request.gold_call is not None:
+                    per_user.setdefault(user, []).append(PastCall(
+                        request.task, request.gold_call.name, dict(request.gold_call.arguments),
+                        float(item.review.timestamp)))
+        for task in dataset.train:
+            if (wanted is None or task.user_id in wanted) and task.gold_call is not None:
+                per_user.setdefault(task.user_id, []).append(PastCall(
+                    task.task, task.gold_call.name, dict(task.gold_call.arguments), float(task.timestamp)))
+        for user, calls in per_user.items():
+            memory.extend(user, sorted(calls, key=lambda c: c.timestamp))
+        return memory
+
+    def extend(self, user_id: str, calls: list[PastCall]) -> None:
+        if not calls:
+            return
+        vectors = self.embedder.embed([c.request for c in calls])
+        with self._lock:
+            self._calls.setdefault(user_id, []).extend(calls)
+            old = self._embeddings.get(user_id)
+            self._embeddings[user_id] = vectors if old is None else np.vstack([old, vectors])
+
+    def top_k(self, user_id: str | None, request: str, k: int) -> list[PastCall]:
+        """The user's k past calls most similar to the request (none for unknown users)."""
+        with self._lock:
+            calls = list(self._calls.get(user_id or "", []))
+            matrix = self._embeddings.get(user_id or "")
+        if not calls or k <= 0 or matrix is None:
+            return []
+        query = self.embedder.embed([request])[0]
+        order = np.argsort(-(matrix @ query), kind="stable")[:k]
+        return [calls[i] for i in order]
+
+    def count(self, user_id: str) -> int:
+        return len(self._calls.get(user_id, []))
+
+
+def render_memory(calls: list[PastCall]) -> str:
+    """The system-prompt block that shows past calls to the model."""
+    lines = ["Past requests of this user and the calls they accepted:"]
+    for call in calls:
+        payload = json.dumps({"name": call.tool, "arguments": call.arguments},
+                             separators=(",", ":"), ensure_ascii=False)
+        lines.append(f"Request: {call.request}\nCall: {payload}")
+    return "\n".join(lines)

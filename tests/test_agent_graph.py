@@ -1,0 +1,211 @@
+"""The LangGraph agent with a scripted chat model over a real shop and a real memory store.
+
+The chat model is scripted (it returns given tool calls and records the steering it was
+handed), so these tests pin the graph's wiring; the real model runs in the slow tests.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agent.graph import AgentDeps, build_graph
+from agent.methods import parse_method
+from agent.steerer import Steerer
+from memory import MemoryEntry, MemoryStore, digest_arguments, make_entry_id
+from memory.embedding import load_embedder
+from tests.tiny_models import tiny_model
+from tools import HttpTransport, ShopServer, make_shop_tools
+from tools.shop.sample import write_sample_dataset
+
+SEARCH = {"name": "search_product_by_query", "args": {"query": "backpacking tent"}}
+RECOMMEND = {"name": "get_recommendations_by_history", "args": {"product_sequence": ["B0TENT0001"]}}
+
+
+class ScriptedChat(BaseChatModel):
+    """Returns the scripted calls in order; records the steering of every call."""
+
+    script: list[Any]
+    seen: list[dict[str, Any]] = []
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        step = self.script[len(self.seen)] if len(self.seen) < len(self.script) else self.script[-1]
+        self.seen.append({"messages": list(messages), "steering": kwargs.get("steering")})
+        if isinstance(step, Exception):
+            raise step
+        message = AIMessage(content="", tool_calls=[{**step, "id": f"call{len(self.seen)}"}])
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    with ShopServer(write_sample_dataset(tmp_path_factory.mktemp("shop"))) as server:
+        with HttpTransport(server.url) as transport:
+            yield transport
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model("gemma3")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, model):
+    store = MemoryStore(tmp_path_factory.mktemp("mem"), model.model_id, model.hidden_size, load_embedder())
+    rng = np.random.default_rng(0)
+    entries = []
+    for user, requests in {"U_CAMPER01": ["something for my trips outdoors", "stuff for camping"],
+                           "U_COFFEE01": ["something for my morning brew"]}.items():
+        for i, request in enumerate(requests):
+            vectors = {k: rng.normal(size=32).astype(np.float32) for k in ("whole.1", "attn.1", "mlp.1")}
+            entries.append(MemoryEntry(user, request, vectors, RECOMMEND["name"],
+                                       digest_arguments(RECOMMEND["args"]), time.time() - i,
+                                       "bootstrap", make_entry_id(user, request)))
+    store.add(entries)
+    yield store
+    store.close()
+
+
+class Writer:
+    def __init__(self, fail: bool = False):
+        self.episodes, self.fail = [], fail
+
+    def submit(self, episode) -> bool:
+        if self.fail:
+            raise RuntimeError("disk full")
+        self.episodes.append(episode)
+        return True
+
+
+def make(shop, model, store, script, method="steer-attn+mlp-attentive", **kw):
+    chat = ScriptedChat(script=script, seen=[])
+    chosen = parse_method(method, layers=[1], alpha=1.0, threshold=0.2)
+    deps = AgentDeps(chat=chat, tools=make_shop_tools(shop), steerer=Steerer(model, store, chosen),
+                     method=chosen, model_id=model.model_id, hidden_size=model.hidden_size, **kw)
+    return chat, deps
+
+
+def run(graph, user, request, thread="t", **configurable):
+    config = {"configurable": {"thread_id": thread, **configurable}}
+    return graph.invoke({"messages": [HumanMessage(request)], "user_id": user}, config)
+
+
+def test_single_turn_steers_calls_the_shop_and_queues_memory(shop, model, store):
+    writer = Writer()
+    chat, deps = make(shop, model, store, [SEARCH], memory_writer=writer)
+    state = run(build_graph(deps, InMemorySaver()), "U_CAMPER01", "need something for camping trips")
+    tool_message = state["messages"][-1]
+    assert isinstance(tool_message, ToolMessage) and "Backpacking Tent" in tool_message.content
+    assert state["steering"]["applied"] is True
+    assert {e["request"] for e in state["steering"]["entries"]} <= {"something for my trips outdoors", "stuff for camping"}
+    vector = chat.seen[0]["steering"]
+    assert sorted(vector.tensors) == ["attn.1", "mlp.1"]
+    assert [e.tool for e in writer.episodes] == ["search_product_by_query"]
+    assert state["memory"]["queued"] is True
+
+
+def test_unknown_user_is_unsteered_and_says_so(shop, model, store):
+    chat, deps = make(shop, model, store, [SEARCH])
+    state = run(build_graph(deps), "U_NOBODY", "need something for camping trips")
+    assert state["steering"]["applied"] is False
+    assert "U_NOBODY" in state["steering"]["reason"]
+    assert chat.seen[0]["steering"] is None
+
+
+def test_steering_never_uses_another_users_entries(shop, model, store):
+    chat, deps = make(shop, model, store, [SEARCH])
+    state = run(build_graph(deps), "U_COFFEE01", "something for camping outdoors")
+    used = state["steering"].get("entries", [])
+    assert all(e["request"] == "something for my morning brew" for e in used)
+
+
+def test_zero_shot_and_prompt_memory_add_no_vector(shop, model, store):
+    from agent.prompt_memory import PastCall, PromptMemory
+
+    memory = PromptMemory(load_embedder())
+    memory.extend("U_CAMPER01", [PastCall("stuff for camping", RECOMMEND["name"], RECOMMEND["args"])])
+    for method in ("zero-shot", "prompt-k1"):
+        chat, deps = make(shop, model, store, [SEARCH], method=method, prompt_memory=memory)
+        run(build_graph(deps), "U_CAMPER01", "need something for camping trips")
+        assert chat.seen[0]["steering"] is None
+        prompt = "\n".join(str(m.content) for m in chat.seen[0]["messages"])
+        assert ("stuff for camping" in prompt) == (method == "prompt-k1")
+
+
+def test_a_tool_error_goes_back_to_the_model_once_then_is_reported(shop, model, store):
+    bad = {"name": "get_product_details_by_asin", "args": {"product_asin": "B0NOSUCH99"}}
+    chat, deps = make(shop, model, store, [bad, bad, SEARCH])
+    state = run(build_graph(deps), "U_CAMPER01", "details of that tent")
+    assert len(chat.seen) == 2  # the first error was returned once, the second ends the episode
+    assert state["messages"][-1].content.startswith("Error")
+    assert "B0NOSUCH99" in state["messages"][-1].content
+
+
+def test_multi_turn_with_a_simulated_user_until_stop(shop, model, store):
+    talk = {"name": "respond", "args": {"content": "Which brand do you like?"}}
+    stop = {"name": "stop", "args": {}}
+    answers = []
+    chat, deps = make(shop, model, store, [talk, SEARCH, stop])
+    run(build_graph(deps), "U_CAMPER01", "something for camping", simulated_user=answers.append)
+    assert len(chat.seen) == 1 and answers == []  # the single-turn track: one call, done
+    chat, deps = make(shop, model, store, [talk, SEARCH, stop])
+    state = build_graph(deps).invoke(
+        {"messages": [HumanMessage("something for camping")], "user_id": "U_CAMPER01", "track": "multi"},
+        {"configurable": {"thread_id": "m", "simulated_user": lambda text: answers.append(text) or "Northpeak, please"}},
+    )
+    assert answers == ["Which brand do you like?"]
+    assert [c["name"] for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls] == [
+        "respond", "search_product_by_query", "stop"]
+    assert state["steps"] == 3 and len(state["steering_log"]) == 2  # steered before each generation
+
+
+def test_multi_turn_stops_at_the_step_limit(shop, model, store):
+    chat, deps = make(shop, model, store, [SEARCH], max_steps=3)
+    state = build_graph(deps).invoke(
+        {"messages": [HumanMessage("tents")], "user_id": "U_CAMPER01", "track": "multi"},
+        {"configurable": {"thread_id": "x"}},
+    )
+    assert state["steps"] == 3
+
+
+def test_an_interrupted_episode_resumes_from_the_checkpoint(shop, model, store, tmp_path):
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "ckpt.sqlite")) as saver:
+        chat, deps = make(shop, model, store, [RuntimeError("killed mid-episode"), SEARCH])
+        graph = build_graph(deps, saver)
+        config = {"configurable": {"thread_id": "resume"}}
+        with pytest.raises(RuntimeError, match="killed"):
+            graph.invoke({"messages": [HumanMessage("tent please")], "user_id": "U_CAMPER01"}, config)
+        assert graph.get_state(config).next == ("llm",)  # steer is done and checkpointed
+        state = graph.invoke(None, config)
+    assert isinstance(state["messages"][-1], ToolMessage)
+    assert len(state["steering_log"]) == 1  # steering was not redone
+    assert chat.seen[1]["steering"] is not None  # and the resumed call got the same vector
+
+
+def test_a_failing_memory_writer_never_loses_the_answer(shop, model, store):
+    chat, deps = make(shop, model, store, [SEARCH], memory_writer=Writer(fail=True))
+    state = run(build_graph(deps), "U_CAMPER01", "camping")
+    assert isinstance(state["messages"][-1], ToolMessage)
+    assert state["memory"]["queued"] is False and "disk full" in state["memory"]["reason"]
+
+
+def test_bad_requests(shop, model, store):
+    chat, deps = make(shop, model, store, [SEARCH])
+    graph = build_graph(deps)
+    with pytest.raises(ValueError, match="empty request"):
+        run(graph, "U_CAMPER01", "   ")
+    state = run(graph, "U_CAMPER01", "tent " * 1000)
+    assert any("truncated" in n for n in state["notices"])
