@@ -1,0 +1,350 @@
+"""`SteeredChatModel`: a LangChain chat model over the local steered model.
+
+It decides tool calls under a grammar built from the bound tools (an invalid call
+cannot be generated), takes a steering vector per call (never left on the shared
+model), and runs requests of different users as one left-padded batched `generate`
+with one vector per row (`generate_batch`).
+
+    model = SteeredChatModel()                         # bundled Gemma 3 270M, loaded lazily
+    agent_llm = model.bind_tools(make_shop_tools(transport), tool_choice="any")
+    message = agent_llm.invoke(messages, steering=vector)       # or config=
+    # {"configurable": {"steering": vector}}
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jsonschema
+import torch
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages.tool import invalid_tool_call, tool_call
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from agent.grammar import GrammarCache, GrammarRows, tool_parameters
+from agent.prompt import Template, format_tools, render_prompt, resolve_template
+from steering import LoadedModel, SteeringVector, load_model, steer
+
+Positions = Literal["all", "prompt", "generated"]
+CALL_KWARGS = ("steering", "steering_positions", "max_new_tokens")
+
+
+@dataclass
+class _Shared:
+    """State shared by every chat model over one `LoadedModel`: the grammar cache, and
+    the lock that serialises generation (steering hooks sit on the shared model, so two
+    concurrent generates would steer each other)."""
+
+    grammars: GrammarCache
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def shared_state(loaded: LoadedModel) -> _Shared:
+    """The model's `_Shared`, created once and kept on the model object."""
+    state = getattr(loaded.model, "_fints_chat_state", None)
+    if state is None:
+        eos = _eos_ids(loaded)
+        vocab = int(loaded.model.get_output_embeddings().weight.shape[0])
+        state = _Shared(GrammarCache.for_model(loaded.tokenizer, vocab, eos))
+        loaded.model._fints_chat_state = state
+    return state
+
+
+def _eos_ids(loaded: LoadedModel) -> list[int]:
+    eos = loaded.model.generation_config.eos_token_id
+    if eos is None:
+        eos = loaded.tokenizer.eos_token_id
+    return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """What a call may produce: `call_tools` (grammar), `text` allowed or not."""
+
+    call_tools: list[dict[str, Any]]
+    text: bool
+
+
+def resolve_tool_choice(tools: list[dict[str, Any]], tool_choice: Any) -> _Choice:
+    """None/"auto": a call or text; "any"/"required"/True: a call to any tool; a tool's
+    name (or {"type": "function", "function": {"name": ...}}): a call to that tool;
+    "none" or no tools: text."""
+    names = [t["function"]["name"] for t in tools]
+    if isinstance(tool_choice, dict):
+        tool_choice = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
+    if not tools or tool_choice == "none":
+        return _Choice([], True)
+    if tool_choice in (None, "auto"):
+        return _Choice(tools, True)
+    if tool_choice in ("any", "required", True):
+        return _Choice(tools, False)
+    if isinstance(tool_choice, str) and tool_choice in names:
+        return _Choice([tools[names.index(tool_choice)]], False)
+    raise ValueError(
+        f"tool_choice {tool_choice!r} is not allowed; use None, 'auto', 'any', 'required', "
+        f"'none' or one of the bound tools {names}"
+    )
+
+
+class SteeredChatModel(BaseChatModel):
+    """A chat model over a local causal LM, steered per call, tool calls under a grammar.
+
+    `SteeredChatModel()` uses the bundled default model, loaded on first use; pass
+    `model=` (path, GGUF or cached hub name) for another, or `loaded=` to share one
+    `LoadedModel` between several instances.
+    """
+
+    model: str | None = None
+    loaded: Any = Field(default=None, exclude=True)  # a steering.LoadedModel (a dataclass pydantic cannot check)
+    max_new_tokens: int = Field(default=128, gt=0)
+    temperature: float = Field(default=0.0, ge=0.0)
+    grammar: bool = True
+    template: Template = "auto"
+    steering_positions: Positions = "all"
+    max_string_length: int = Field(default=300, gt=0)
+    max_array_items: int = Field(default=30, gt=0)
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "fints-steered"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model": self.loaded.model_id if self.loaded is not None else (self.model or "default"),
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "grammar": self.grammar,
+            "template": self.template,
+        }
+
+    def get_loaded(self) -> LoadedModel:
+        """The model, loaded on first use (once, even from several threads)."""
+        with self._load_lock:
+            if self.loaded is None:
+                self.loaded = load_model(self.model)
+        return self.loaded
+
+    def bind_tools(
+        self,
+        tools: Sequence[Any],
+        *,
+        tool_choice: str | dict[str, Any] | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (LangChain tools, pydantic models, functions or OpenAI-style dicts)."""
+        formatted = format_tools(tools)
+        resolve_tool_choice(formatted, tool_choice)  # reject a bad choice now, not per call
+        return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    # Steering may come in the RunnableConfig: lift it into the call's keywords.
+    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        return super().invoke(input, config, stop=stop, **_from_config(config, kwargs))
+
+    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                      stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        return await super().ainvoke(input, config, stop=stop, **_from_config(config, kwargs))
+
+    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> Iterator[Any]:
+        return super().stream(input, config, stop=stop, **_from_config(config, kwargs))
+
+    def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                stop: list[str] | None = None, **kwargs: Any) -> Any:
+        return super().astream(input, config, stop=stop, **_from_config(config, kwargs))
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        vector = kwargs.get("steering")
+        (message,) = self.generate_batch(
+            [messages],
+            steering=[vector],
+            tools=kwargs.get("tools"),
+            tool_choice=kwargs.get("tool_choice"),
+            steering_positions=kwargs.get("steering_positions"),
+            stop=stop,
+            max_new_tokens=kwargs.get("max_new_tokens"),
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def generate_batch(
+        self,
+        conversations: Sequence[Sequence[Any]],
+        steering: Sequence[SteeringVector | None] | SteeringVector | None = None,
+        *,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | dict[str, Any] | bool | None = None,
+        steering_positions: Positions | None = None,
+        stop: list[str] | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[AIMessage]:
+        """One decision per conversation in ONE left-padded batched `generate`, each row
+        steered by its own vector (or None); each row's result equals its own run."""
+        if not conversations:
+            return []
+        loaded = self.get_loaded()
+        rows = len(conversations)
+        vectors = _row_vectors(steering, rows, loaded)
+        specs = format_tools(tools)
+        choice = resolve_tool_choice(specs, tool_choice)
+        template = resolve_template(self.template, loaded.tokenizer)
+        prompts = [render_prompt(c, specs, tokenizer=loaded.tokenizer, template=template) for c in conversations]
+        state = shared_state(loaded)
+        grammar = None
+        if self.grammar and choice.call_tools:
+            grammar = state.grammars.grammar(
+                choice.call_tools,
+                allow_text=("line" if template == "base" else "turn") if choice.text else None,
+                max_string_length=self.max_string_length,
+                max_array_items=self.max_array_items,
+            )
+        budget = max_new_tokens or self.max_new_tokens
+        stops = list(stop or [])
+        if template == "base" and (grammar is None):
+            stops.append("\n")  # a base-template turn is one line
+        tokenizer = loaded.tokenizer
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
+                            add_special_tokens=template == "base")
+        input_ids = encoded["input_ids"].to(loaded.device)
+        attention = encoded["attention_mask"].to(loaded.device)
+        grammar_rows = GrammarRows(
+            [grammar] * rows, state.grammars.vocab_size, [not (choice.text and template == "chat")] * rows
+        ) if grammar is not None else None
+        options: dict[str, Any] = {
+            "max_new_tokens": budget,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": state.grammars.stop_token_ids,
+        }
+        if self.temperature > 0:
+            options.update(do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0)
+        else:
+            options.update(do_sample=False, temperature=None, top_k=None, top_p=None)
+        if grammar_rows is not None:
+            options.update(logits_processor=[grammar_rows.processor], stopping_criteria=[grammar_rows.stopper])
+        if stops:
+            options.update(stop_strings=stops, tokenizer=tokenizer)
+        positions = steering_positions or self.steering_positions
+        with state.lock, torch.no_grad(), steer(loaded, vectors, positions=positions):
+            output = loaded.model.generate(input_ids=input_ids, attention_mask=attention, **options)
+        new_tokens = output[:, input_ids.shape[1]:]
+        messages = []
+        for row in range(rows):
+            ids = _trim(new_tokens[row].tolist(), tokenizer.pad_token_id, state.grammars.stop_token_ids)
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            finished = grammar_rows.completed[row] if grammar_rows is not None else len(ids) < budget
+            messages.append(_message(
+                text, specs, choice, finished=finished, stops=stops, budget=budget,
+                usage=(int(attention[row].sum()), len(ids)), model_id=loaded.model_id,
+            ))
+        return messages
+
+
+def _from_config(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    configurable = (config or {}).get("configurable") or {}
+    merged = dict(kwargs)
+    for key in CALL_KWARGS:
+        if key in configurable and merged.get(key) is None:
+            merged[key] = configurable[key]
+    return merged
+
+
+def _row_vectors(
+    steering: Sequence[SteeringVector | None] | SteeringVector | None, rows: int, loaded: LoadedModel
+) -> list[SteeringVector | None] | None:
+    if steering is None:
+        return None
+    vectors = [steering] * rows if isinstance(steering, SteeringVector) else list(steering)
+    if len(vectors) != rows:
+        raise ValueError(f"{len(vectors)} steering vectors for {rows} conversations; give one (or None) per row")
+    for vector in vectors:
+        if vector is not None and not isinstance(vector, SteeringVector):
+            raise TypeError(f"steering must be a SteeringVector or None, not {type(vector).__name__}")
+        if vector is not None:
+            vector.check_model(loaded.model_id, loaded.hidden_size)
+    return vectors if any(v is not None for v in vectors) else None
+
+
+def _trim(ids: list[int], pad: int | None, eos: list[int]) -> list[int]:
+    """Generated ids up to the first stop token, without the padding of rows that ended early."""
+    for index, token in enumerate(ids):
+        if token in eos:
+            return ids[:index]
+    while ids and ids[-1] == pad:
+        ids = ids[:-1]
+    return ids
+
+
+def _message(
+    text: str,
+    specs: list[dict[str, Any]],
+    choice: _Choice,
+    *,
+    finished: bool,
+    stops: list[str],
+    budget: int,
+    usage: tuple[int, int],
+    model_id: str,
+) -> AIMessage:
+    """Turn the generated text into an AIMessage: a tool call, a flagged malformed call,
+    or text."""
+    for stop in stops:
+        if stop in text:
+            text, finished = text[: text.index(stop)], True
+    meta = {"model_name": model_id, "finish_reason": "stop" if finished else "length"}
+    usage_metadata = {"input_tokens": usage[0], "output_tokens": usage[1], "total_tokens": sum(usage)}
+    stripped = text.strip()
+    if not (choice.call_tools and (stripped.startswith("{") or not choice.text)):
+        return AIMessage(content=stripped, response_metadata=meta, usage_metadata=usage_metadata)
+    call_id = f"call_{uuid.uuid4().hex[:24]}"
+    problem = None if finished else f"the budget of max_new_tokens={budget} ran out before the call was complete"
+    if problem is None:
+        name, args, problem = _parse_call(stripped, choice.call_tools)
+        if problem is None:
+            meta["finish_reason"] = "tool_calls"
+            return AIMessage(content="", tool_calls=[tool_call(name=name, args=args, id=call_id)],
+                             response_metadata=meta, usage_metadata=usage_metadata)
+    meta["finish_reason"] = meta["finish_reason"] if meta["finish_reason"] == "length" else "malformed"
+    return AIMessage(
+        content="",
+        invalid_tool_calls=[invalid_tool_call(name=None, args=stripped, id=call_id, error=problem)],
+        response_metadata=meta,
+        usage_metadata=usage_metadata,
+    )
+
+
+def _parse_call(text: str, tools: list[dict[str, Any]]) -> tuple[str, dict[str, Any], str | None]:
+    """Parse and validate a call; the grammar makes failures impossible, this fails
+    closed when the grammar is off (or broken)."""
+    names = [t["function"]["name"] for t in tools]
+    try:
+        call = json.loads(text)
+    except json.JSONDecodeError as error:
+        return "", {}, f"not JSON: {error}"
+    if not isinstance(call, dict) or set(call) != {"name", "arguments"}:
+        return "", {}, 'a call must be {"name": ..., "arguments": {...}}'
+    name, args = call["name"], call["arguments"]
+    if name not in names:
+        return "", {}, f"unknown tool {name!r}; bound tools are {names}"
+    try:
+        jsonschema.validate(args, tool_parameters(tools[names.index(name)]))
+    except jsonschema.ValidationError as error:
+        return "", {}, f"arguments do not fit {name}'s schema: {error.message}"
+    return name, args, None

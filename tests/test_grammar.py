@@ -1,0 +1,129 @@
+"""The tool-call grammar: every call it allows is valid, and it allows our own calls."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Literal
+
+import jsonschema
+import pytest
+import xgrammar as xgr
+from pydantic import BaseModel, Field
+
+from agent.chat_model import SteeredChatModel, shared_state
+from agent.grammar import bounded_schema, call_schema
+from agent.prompt import format_tools, render_call
+from tests.tiny_models import tiny_model
+from tools import make_shop_tools
+
+
+class find_items(BaseModel):
+    """Find items matching words."""
+
+    query: str = Field(description="search words")
+    limit: int = Field(default=5, ge=1, le=20)
+    in_stock: bool = True
+
+
+class rate_item(BaseModel):
+    """Rate one item."""
+
+    asin: str
+    stars: Literal[1, 2, 3, 4, 5]
+    tags: list[str] = Field(default_factory=list)
+    mood: Literal["happy", "sad"] | None = None
+
+
+class end_session(BaseModel):
+    """End the session."""
+
+
+TOOLS = format_tools([find_items, rate_item, end_session])
+PROMPTS = [
+    f"{verb} {thing} {extra}"
+    for verb in ("find", "rate", "stop", "show me", "I want")
+    for thing in ("running shoes", "a blender", "my last order", "something nice")
+    for extra in ("please", "now", "for my sister")
+]  # 60 different prompts
+
+
+@pytest.fixture(scope="module")
+def model() -> SteeredChatModel:
+    return SteeredChatModel(loaded=tiny_model("gemma3", "bpe", seed=3), max_new_tokens=200,
+                            max_string_length=12, max_array_items=3)
+
+
+def test_bounds_are_added_where_missing_only() -> None:
+    schema = {"type": "object", "properties": {
+        "a": {"type": "string"}, "b": {"type": "string", "maxLength": 4},
+        "c": {"type": "array", "items": {"type": "string"}}, "d": {"type": "string", "enum": ["x"]}}}
+    bounded = bounded_schema(schema, 10, 3)
+    props = bounded["properties"]
+    assert props["a"]["pattern"].endswith("{0,10}$") and props["b"]["pattern"].endswith("{0,4}$")
+    assert props["c"]["maxItems"] == 3 and props["c"]["items"]["pattern"].endswith("{0,10}$")
+    assert "pattern" not in props["d"] and "pattern" not in schema["properties"]["a"]
+    plain = re.compile(props["a"]["pattern"])
+    assert plain.match("ok words") and not plain.match('a"b') and not plain.match("a\x07")
+
+
+def test_call_schema_needs_a_tool() -> None:
+    with pytest.raises(ValueError, match="at least one tool"):
+        call_schema([])
+
+
+@pytest.mark.parametrize("tools", ["shop", "local"])
+def test_grammar_accepts_render_call_of_every_tool(model: SteeredChatModel, tools: str) -> None:
+    samples = {
+        "search_product_by_query": {"query": "adidas cleats"},
+        "get_recommendations_by_history": {"product_sequence": ["B00A", "B00B"]},
+        "add_product_review": {"review": "Great, é!"},
+        "get_product_details_by_asin": {"product_asin": "B00EXAMPLE3"},
+        "stop": {},
+        "respond": {"content": "Which size?"},
+        "find_items": {"query": "shoes", "limit": 3, "in_stock": False},
+        "rate_item": {"asin": "B01", "stars": 4, "tags": ["a"], "mood": None},
+        "end_session": {},
+    }
+    specs = format_tools(make_shop_tools(object(), user_id="u")) if tools == "shop" else TOOLS
+    cache = shared_state(model.get_loaded()).grammars
+    compiled = cache.grammar(specs, max_string_length=40, max_array_items=3)
+    for spec in specs:
+        name = spec["function"]["name"]
+        matcher = xgr.GrammarMatcher(compiled)
+        text = render_call(name, samples[name])
+        assert matcher.accept_string(text), text
+        assert matcher.is_completed(), text
+    wrong = xgr.GrammarMatcher(compiled)
+    assert not wrong.accept_string('{"name":"unknown_tool"')
+    spaced = xgr.GrammarMatcher(compiled)
+    assert not spaced.accept_string('{"name": ')  # one format only: compact
+
+
+def test_grammar_makes_every_call_valid_on_a_random_model(model: SteeredChatModel) -> None:
+    """A random model's logits are garbage: only the grammar keeps its calls valid."""
+    bound = model.bind_tools(TOOLS, tool_choice="any")
+    greedy = model.generate_batch([[("human", p)] for p in PROMPTS[:30]], tools=TOOLS, tool_choice="any")
+    sampled_model = model.model_copy(update={"temperature": 1.5})
+    sampled = sampled_model.generate_batch([[("human", p)] for p in PROMPTS[30:]], tools=TOOLS, tool_choice="any")
+    singles = [bound.invoke(p) for p in PROMPTS[:3]]
+    names = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+    seen = set()
+    for message in [*greedy, *sampled, *singles]:
+        assert not message.invalid_tool_calls, message.invalid_tool_calls
+        (call,) = message.tool_calls
+        assert call["name"] in names
+        jsonschema.validate(call["args"], names[call["name"]])
+        seen.add(call["name"])
+        text = render_call(call["name"], call["args"])
+        assert json.loads(text) == {"name": call["name"], "arguments": call["args"]}
+    assert len(greedy) + len(sampled) == 60
+    assert len(seen) >= 2, "the random model should reach more than one tool"
+
+
+def test_budget_running_out_is_flagged_not_a_call(model: SteeredChatModel) -> None:
+    message = model.bind_tools(TOOLS, tool_choice="any", max_new_tokens=4).invoke("find shoes")
+    assert message.tool_calls == []
+    (bad,) = message.invalid_tool_calls
+    assert "max_new_tokens=4" in bad["error"]
+    assert message.response_metadata["finish_reason"] == "length"
