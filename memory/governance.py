@@ -73,7 +73,10 @@ def scan_residue(directory: Path, needles: list[bytes]) -> list[str]:
     """Files under `directory` holding any needle (relative paths, sorted)."""
     hits = []
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != LOCK_NAME):
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # a journal the database removed meanwhile
+            continue
         if any(needle in data for needle in needles):
             hits.append(str(path.relative_to(directory)))
     return hits
@@ -137,10 +140,10 @@ def _purge(
     if report.residue_before:
         report.actions.extend(compact(store, directory))
         report.residue_after = scan_residue(directory, needles)
-        for _ in range(3):  # a server may still be flushing a dropped segment: once more
+        for _ in range(5):  # a server may still be flushing a dropped segment: once more
             if not report.residue_after:
                 break
-            time.sleep(1.0)
+            time.sleep(2.0)
             report.actions.extend(_drop_dead_files(directory))
             report.residue_after = scan_residue(directory, needles)
     return report
