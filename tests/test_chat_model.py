@@ -1,0 +1,166 @@
+"""SteeredChatModel on tiny random models: tools, tool-call shape, steering, batches, prompts."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import tool
+from pydantic import BaseModel, Field
+
+from agent.chat_model import SteeredChatModel
+from agent.prompt import CUE, render_call, render_prompt
+from steering import SteeringVector
+from tests.tiny_models import tiny_model
+from tools import make_shop_tools
+
+
+class find_items(BaseModel):
+    """Find items matching words."""
+
+    query: str = Field(description="search words")
+
+
+def end_session() -> str:
+    """End the session."""
+    return "ended"
+
+
+@tool
+def double(number: int) -> int:
+    """Double a number."""
+    return 2 * number
+
+
+OPENAI_TOOL = {"type": "function", "function": {
+    "name": "ping", "description": "Ping a host.",
+    "parameters": {"type": "object", "properties": {"host": {"type": "string"}}, "required": ["host"]}}}
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return tiny_model("gemma3", "bpe", seed=1)
+
+
+@pytest.fixture(scope="module")
+def model(loaded) -> SteeredChatModel:
+    return SteeredChatModel(loaded=loaded, max_new_tokens=48, max_string_length=8, max_array_items=2)
+
+
+def vector(loaded, seed: int, scale: float = 30.0) -> SteeringVector:
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {"whole.0": torch.randn(loaded.hidden_size, generator=generator) * scale}
+    return SteeringVector(tensors, loaded.model_id, loaded.hidden_size)
+
+
+@pytest.mark.parametrize("kind", ["pydantic", "function", "langchain", "openai", "shop"])
+def test_bind_tools_with_each_kind_gives_tool_calls(model, kind) -> None:
+    tools = {
+        "pydantic": [find_items], "function": [end_session], "langchain": [double],
+        "openai": [OPENAI_TOOL], "shop": make_shop_tools(object(), user_id="u")[:2],
+    }[kind]
+    names = {"pydantic": {"find_items"}, "function": {"end_session"}, "langchain": {"double"},
+             "openai": {"ping"}, "shop": {"search_product_by_query", "get_recommendations_by_history"}}[kind]
+    message = model.bind_tools(tools, tool_choice="any", max_new_tokens=100).invoke("do it")
+    assert isinstance(message, AIMessage) and message.content == ""
+    (call,) = message.tool_calls
+    assert call["name"] in names and call["type"] == "tool_call"
+    assert call["id"].startswith("call_") and isinstance(call["args"], dict)
+    assert "user_id" not in call["args"]  # injected from state, never generated
+    assert message.response_metadata["finish_reason"] == "tool_calls"
+    assert message.usage_metadata["output_tokens"] > 0
+
+
+def test_named_tool_choice_forces_that_tool_and_bad_choice_is_refused(model) -> None:
+    bound = model.bind_tools([find_items, end_session, double], tool_choice="double")
+    for request in ("find shoes", "stop", "double 4"):
+        assert bound.invoke(request).tool_calls[0]["name"] == "double"
+    with pytest.raises(ValueError, match="not allowed.*find_items"):
+        model.bind_tools([find_items], tool_choice="nope")
+
+
+def test_without_tools_the_answer_is_text(model) -> None:
+    message = model.invoke([SystemMessage("be brief"), HumanMessage("hello")])
+    assert isinstance(message.content, str) and not message.tool_calls
+    assert "\n" not in message.content  # a base-template turn is one line
+
+
+def test_auto_choice_gives_a_call_or_text(model) -> None:
+    messages = model.generate_batch([[("human", f"request {i}")] for i in range(6)], tools=[find_items])
+    for message in messages:
+        assert bool(message.tool_calls) != bool(message.content) or message.invalid_tool_calls == []
+
+
+def test_steering_changes_only_its_own_call(model, loaded) -> None:
+    bound = model.bind_tools([find_items, end_session], tool_choice="any")
+    request = "find running shoes"
+    fresh = bound.invoke(request)
+    steered = bound.invoke(request, steering=vector(loaded, 0))
+    after = bound.invoke(request)
+    assert steered.tool_calls != fresh.tool_calls or steered.usage_metadata != fresh.usage_metadata
+    assert [c | {"id": ""} for c in after.tool_calls] == [c | {"id": ""} for c in fresh.tool_calls]
+    via_config = bound.invoke(request, config={"configurable": {"steering": vector(loaded, 0)}})
+    assert [c | {"id": ""} for c in via_config.tool_calls] == [c | {"id": ""} for c in steered.tool_calls]
+
+
+def test_steering_for_another_model_is_refused(model, loaded) -> None:
+    alien = SteeringVector({"whole.0": torch.ones(loaded.hidden_size)}, "other-model", loaded.hidden_size)
+    with pytest.raises(ValueError, match="other-model"):
+        model.invoke("hi", steering=alien)
+
+
+def test_batch_rows_equal_their_single_runs(model, loaded) -> None:
+    conversations = [
+        [("human", "find running shoes")],
+        [("system", "you help shoppers"), ("human", "stop now please, that is all for today")],
+        [("human", "x")],
+    ]
+    vectors = [vector(loaded, 1), None, vector(loaded, 2)]
+    tools = [find_items, end_session]
+    batch = model.generate_batch(conversations, steering=vectors, tools=tools, tool_choice="any")
+    for conversation, vec, together in zip(conversations, vectors, batch):
+        (alone,) = model.generate_batch([conversation], steering=[vec], tools=tools, tool_choice="any")
+        assert together.tool_calls[0] | {"id": ""} == alone.tool_calls[0] | {"id": ""}
+    with pytest.raises(ValueError, match="2 steering vectors for 3"):
+        model.generate_batch(conversations, steering=vectors[:2], tools=tools)
+
+
+def test_base_prompt_layout() -> None:
+    tools = make_shop_tools(object(), user_id="u")[:3]
+    messages = [
+        SystemMessage("You are the shop's assistant."),
+        HumanMessage("find  adidas\ncleats"),
+        AIMessage("", tool_calls=[{"name": "search_product_by_query", "args": {"query": "adidas cleats"}, "id": "1"}]),
+        ToolMessage("Top 10 products:\n" + "B00X title " * 100, tool_call_id="1"),
+        HumanMessage("and now?"),
+    ]
+    prompt = render_prompt(messages, tools)
+    assert prompt.startswith("You are the shop's assistant.\n\nTools:\n- search_product_by_query: ")
+    assert "user_id" not in prompt and "get_product_details_by_asin" not in prompt
+    assert prompt.count("User: ") == 3 + 2  # one example per bound tool + two turns
+    call = render_call("search_product_by_query", {"query": "adidas cleats"})
+    assert call == '{"name":"search_product_by_query","arguments":{"query":"adidas cleats"}}'
+    conversation = prompt[prompt.index("Conversation:"):]
+    assert f"User: find adidas cleats\n{CUE}{call}\nResult: Top 10 products: B00X" in conversation
+    result_line = next(line for line in conversation.splitlines() if line.startswith("Result:"))
+    assert len(result_line) <= len("Result: ") + 400
+    assert conversation.endswith("User: and now?\n" + CUE)
+
+
+def test_chat_template_is_used_when_the_tokenizer_has_one(loaded) -> None:
+    tokenizer = copy.deepcopy(loaded.tokenizer)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    prompt = render_prompt([("system", "sys"), ("human", "hi")], [find_items], tokenizer=tokenizer, template="auto")
+    assert prompt.startswith("<system>sys\n\nTools:\n- find_items: Find items matching words.")
+    assert prompt.endswith("<user>hi\n<assistant>")
+    with pytest.raises(ValueError, match="no chat template"):
+        render_prompt([("human", "hi")], tokenizer=loaded.tokenizer, template="chat")
+    chat_model = SteeredChatModel(loaded=copy.copy(loaded), max_new_tokens=48, max_string_length=8)
+    chat_model.loaded.tokenizer = tokenizer
+    message = chat_model.bind_tools([find_items], tool_choice="any").invoke("find shoes")
+    assert message.tool_calls[0]["name"] == "find_items"
