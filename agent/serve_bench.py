@@ -1,0 +1,172 @@
+"""`fints bench serve`: throughput and latency of the service under 1, 4 and 8 clients.
+
+The service runs in-process on loopback (the same app `fints serve` runs) and is driven
+over real HTTP by client threads, each sending its next request as soon as the last is
+answered. Requests are the data set's test tasks, in a fixed order, so runs compare.
+Online memory writes are off while measuring (they compete for the same 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+LEVELS = (1, 4, 8)
+
+
+def drive(url: str, items: Sequence[tuple[str, str]], clients: int, timeout_s: float = 900.0) -> dict[str, Any]:
+    """Send every (user, request) once through `clients` concurrent clients; measure."""
+    import httpx
+
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    batch_sizes: list[int] = []
+    lock = threading.Lock()
+    pending = list(reversed(items))
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=timeout_s) as http:
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    user_id, request = pending.pop()
+                started = time.perf_counter()
+                try:
+                    response = http.post("/v1/act", json={"user_id": user_id, "request": request})
+                    status, body = str(response.status_code), response.json()
+                except httpx.HTTPError as error:
+                    status, body = type(error).__name__, {}
+                elapsed = time.perf_counter() - started
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+                    if status == "200":
+                        latencies.append(elapsed)
+                        batch_sizes.append(body["batch_size"])
+
+    threads = [threading.Thread(target=client, name=f"bench-client-{i}") for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    ok = statuses.get("200", 0)
+    return {
+        "clients": clients,
+        "requests": len(items),
+        "ok": ok,
+        "errors": len(items) - ok,
+        "statuses": statuses,
+        "wall_s": round(wall, 3),
+        "throughput_rps": round(ok / wall, 4) if wall > 0 else 0.0,
+        "latency_p50_s": round(_percentile(latencies, 50), 3),
+        "latency_p95_s": round(_percentile(latencies, 95), 3),
+        "mean_batch_size": round(statistics.fmean(batch_sizes), 2) if batch_sizes else 0.0,
+    }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def bench_serve(url: str, items: Sequence[tuple[str, str]], levels: Sequence[int] = LEVELS,
+                requests: int = 16) -> dict[str, Any]:
+    """Each level sends the same first `requests` items; the speed-up is 8 vs 1 client."""
+    from tqdm import tqdm
+
+    chosen = [items[i % len(items)] for i in range(requests)]
+    results = {}
+    for clients in tqdm(levels, desc="bench serve", unit="level"):
+        results[str(clients)] = drive(url, chosen, clients)
+    first, last = results[str(levels[0])], results[str(levels[-1])]
+    speedup = last["throughput_rps"] / first["throughput_rps"] if first["throughput_rps"] else 0.0
+    return {"levels": results, "speedup": round(speedup, 3),
+            "speedup_levels": [levels[0], levels[-1]], "target_speedup": 2.0,
+            "target_met": speedup >= 2.0, "errors": sum(r["errors"] for r in results.values())}
+
+
+def bench_items(dataset: Any) -> list[tuple[str, str]]:
+    """(user, request) of the test tasks (train tasks if there are none), in file order."""
+    tasks = dataset.test or dataset.train
+    return [(task.user_id, task.task) for task in tasks]
+
+
+def add_bench_parser(bench: argparse._SubParsersAction) -> None:
+    from agent.serve import add_agent_arguments
+
+    parser = bench.add_parser("serve", help="throughput/latency of fints serve at 1, 4, 8 clients")
+    parser.add_argument("--out", required=True, help="directory for bench_serve.json")
+    add_agent_arguments(parser, data_required=False)
+    parser.add_argument("--requests", type=int, default=16, help="requests per concurrency level")
+    parser.add_argument("--levels", default="1,4,8", help="comma-separated client counts")
+    parser.add_argument("--users", type=int, default=10, help="users of the generated set (without --data)")
+    parser.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from agent.serve import AgentService, ServiceThread, create_app, open_agent, settings_from
+
+    levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    if not levels or min(levels) < 1 or args.requests < 1:
+        print("fints bench serve: --levels are client counts >= 1 and --requests >= 1")
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fints-bench-serve-") as scratch:
+        built_memory = False
+        if args.data is None:
+            from tools.data import generate_dataset
+
+            args.data = str(generate_dataset(Path(scratch) / "data", users=args.users, seed=0))
+        if args.store is None:
+            args.store = str(Path(scratch) / "memory")
+        with open_agent(args) as agent:
+            if agent.store is not None and agent.store.count() == 0:
+                built_memory = _build_memory(agent)
+            settings = settings_from(args).model_copy(update={"remember": False})
+            service = AgentService(agent, settings)
+            try:
+                with ServiceThread(create_app(service)) as url:
+                    items = bench_items(agent.dataset)
+                    drive(url, items[:2], 1)  # warm-up: caches, grammar, first-call costs
+                    report = bench_serve(url, items, levels, args.requests)
+            finally:
+                service.close()
+            report.update(
+                model=agent.loaded.model_id, method=agent.method.name, cpu_count=os.cpu_count(),
+                settings=settings.model_dump(), memory_built_for_bench=built_memory,
+                memory_entries=agent.store.count() if agent.store is not None else 0,
+                measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            )
+    path = out / "bench_serve.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    for level, row in report["levels"].items():
+        print(f"{level:>2} clients: {row['throughput_rps']:.3f} req/s, p50 {row['latency_p50_s']:.2f} s, "
+              f"p95 {row['latency_p95_s']:.2f} s, errors {row['errors']}, batch {row['mean_batch_size']}")
+    print(f"speed-up {report['speedup']}x (target 2x: {'met' if report['target_met'] else 'NOT met'}); wrote {path}")
+    return 0 if report["errors"] == 0 else 1
+
+
+def _build_memory(agent: Any) -> bool:
+    """An empty store gets every user's dictionary, so the bench measures steered requests."""
+    from memory.build import build_memory, past_interactions, steering_extractor
+
+    layers = list(agent.method.layers) if agent.method.steers else [6]
+    items = past_interactions(agent.dataset, max_history=2)
+    build_memory(agent.store, items, steering_extractor(agent.loaded, ["whole", "attn", "mlp"], layers))
+    return True
