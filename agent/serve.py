@@ -177,7 +177,7 @@ class AgentService:
         decision = batched.value
         result = None
         if body.execute and decision.call is not None:
-            result = await asyncio.to_thread(self._execute, body.user_id, body.request, decision.call)
+            result = await asyncio.to_thread(self.execute, body.user_id, body.request, decision.call)
         return ActAnswer(
             request_id=uuid.uuid4().hex,
             user_id=body.user_id,
@@ -193,7 +193,7 @@ class AgentService:
             latency_s=round(time.perf_counter() - started, 4),
         )
 
-    def _execute(self, user_id: str, request: str, call: dict[str, Any]) -> ToolOutcome:
+    def execute(self, user_id: str, request: str, call: dict[str, Any]) -> ToolOutcome:
         """Run the call; a shop failure becomes a failed outcome saying why, never a crash."""
         try:
             outcome = self.agent.execute(call, user_id=user_id)

@@ -81,7 +81,7 @@ def test_steering_never_outlives_its_request(agent, served, tmp_path):
 def test_executes_the_call_against_the_shop(agent, served):
     _, url = served
     call = {"name": "search_product_by_query", "args": {"query": "backpacking tent"}}
-    outcome = served[0]._execute("U_CAMPER01", "a tent", call)
+    outcome = served[0].execute("U_CAMPER01", "a tent", call)
     assert outcome.ok and "B0TENT0001" in outcome.asins
     body = post(url, {"user_id": "U_CAMPER01", "request": "a tent please"}).json()
     assert body["call"] is None or body["result"] is not None  # made calls are run
