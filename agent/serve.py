@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import socket
 import threading
@@ -199,6 +200,9 @@ class AgentService:
             outcome = self.agent.execute(call, user_id=user_id)
         except Exception as error:
             return ToolOutcome(ok=False, text=f"Error: the shop call failed ({type(error).__name__}: {error})", asins=[])
+        if outcome is None:  # the tool's schema refused the arguments before any shop call
+            return ToolOutcome(ok=False, asins=[], text=f"Error: {call['name']} refused the arguments "
+                               f"{json.dumps(call.get('args', {}), default=str)[:300]}; see the tool's schema")
         answer = ToolOutcome(ok=bool(outcome.ok), text=str(outcome.text), asins=list(outcome.asins))
         if answer.ok and self.settings.remember:
             self._remember(user_id, request, call)
