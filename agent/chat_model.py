@@ -24,9 +24,9 @@ import jsonschema
 import torch
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.messages.tool import invalid_tool_call, tool_call
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr
 
@@ -130,6 +130,12 @@ class SteeredChatModel(BaseChatModel):
             "template": self.template,
         }
 
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_model_name"] = kwargs.get("model") or self._identifying_params["model"]
+        params["ls_max_tokens"] = kwargs.get("max_new_tokens") or self.max_new_tokens
+        return params
+
     def get_loaded(self) -> LoadedModel:
         """The model, loaded on first use (once, even from several threads)."""
         with self._load_lock:
@@ -184,6 +190,32 @@ class SteeredChatModel(BaseChatModel):
             max_new_tokens=kwargs.get("max_new_tokens"),
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """One chunk holding the whole decision: a call is only valid once complete."""
+        message = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs).generations[0].message
+        chunk = AIMessageChunk(
+            content=message.content,
+            tool_call_chunks=[
+                tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+                for i, c in enumerate(message.tool_calls)
+            ] + [  # a malformed call stays malformed (args that do not parse)
+                tool_call_chunk(name=c["name"], args=c["args"], id=c["id"], index=len(message.tool_calls) + i)
+                for i, c in enumerate(message.invalid_tool_calls)
+            ],
+            response_metadata=message.response_metadata,
+            usage_metadata=message.usage_metadata,
+            chunk_position="last",
+        )
+        if run_manager and isinstance(message.content, str):
+            run_manager.on_llm_new_token(message.content, chunk=ChatGenerationChunk(message=chunk))
+        yield ChatGenerationChunk(message=chunk)
 
     def generate_batch(
         self,
