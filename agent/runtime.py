@@ -111,7 +111,9 @@ class FintsAgent:
         if store is not None and online_memory:
             from memory.online import OnlineWriter
 
-            self.writer = OnlineWriter(store, self._extract_pair)
+            self.writer = OnlineWriter(store, self._extract_pair,
+                                       formatter=call_formatter(loaded),
+                                       negative_for=self.negative_call)
         self.checkpointer = checkpointer
         self._graphs: dict[tuple[str, str], Any] = {}
 
@@ -260,13 +262,21 @@ class FintsAgent:
         return _episode(state, time.perf_counter() - started, thread_id)
 
     # ------------------------------------------------------------------ memory
-    def format_call(self, request: str, tool: str, arguments: dict[str, Any]) -> tuple[str, str]:
-        """(prompt, answer) exactly as the model sees and writes them for this call."""
-        from agent.prompt import render_call, render_prompt
+    def negative_call(self, request: str) -> tuple[str, dict[str, Any]]:
+        """The unpersonalized call for a request: zero-shot, unsteered."""
+        decision = self.decide(None, request, method=parse_method("zero-shot"))
+        call = decision.call or {"name": "search_product_by_query", "args": {"query": request[:200]}}
+        return call["name"], call["args"]
 
-        prompt = render_prompt([HumanMessage(request)], self.tool_specs(),
-                               tokenizer=self.loaded.tokenizer, template="auto")
-        return prompt, render_call(tool, arguments)
+    def add_online(self, user_id: str, request: str, accepted: dict[str, Any],
+                   negative: tuple[str, dict[str, Any]] | None = None) -> bool:
+        """Queue an online entry for a completed interaction; returns at once."""
+        if self.writer is None:
+            return False
+        from memory.online import Episode
+
+        return self.writer.submit(Episode(user_id, request, accepted["name"],
+                                          dict(accepted.get("args", {})), negative=negative))
 
     def _extract_pair(self, pairs: list[Any]) -> list[dict[str, Any]]:
         from steering import ContrastPair, extract_vectors
@@ -306,3 +316,23 @@ def _episode(state: dict[str, Any], elapsed: float, thread: str) -> EpisodeResul
         latency_s=elapsed,
         thread_id=thread,
     )
+
+
+def call_formatter(loaded: Any, track: str = "single"):
+    """(request, tool, arguments) -> (prompt, answer) exactly as the agent decides.
+
+    Memory builds pass this to `memory.build`, so vectors are read from the very prompt
+    the model later decides in (tool descriptions and examples included).
+    """
+    from agent.prompt import render_call, render_prompt
+    from tools import make_shop_tools
+
+    names = SINGLE_TURN_TOOLS if track == "single" else MULTI_TURN_TOOLS
+    specs = [tool for tool in make_shop_tools(None) if tool.name in names]
+    specs.sort(key=lambda tool: names.index(tool.name))
+
+    def format_call(request: str, tool: str, arguments: dict[str, Any]) -> tuple[str, str]:
+        prompt = render_prompt([HumanMessage(request)], specs, tokenizer=loaded.tokenizer, template="auto")
+        return prompt, render_call(tool, arguments)
+
+    return format_call

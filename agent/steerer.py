@@ -113,8 +113,9 @@ class Steerer:
         vectors = [clip_norm(v, bounds) for v in vectors]
         weights = [float(w) for w in found.weights]
         combined = aggregate(vectors, method=method.aggregation, weights=weights)  # type: ignore[arg-type]
+        units = {key: sum(v.norms()[key] for v in vectors) / len(vectors) for key in self.keys}
         sized = scale(combined, method.alpha, mode=method.strength,  # type: ignore[arg-type]
-                      reference_norms=self.norms)
+                      reference_norms=self.norms, unit_norms=units)
         shown = weights if method.aggregation == "attentive" else [1.0 / len(vectors)] * len(vectors)
         return SteeringDecision(
             True,

@@ -1,11 +1,15 @@
 """Bulk building of every user's dictionary from their past interactions.
 
 For each past interaction: positive = the call the user accepted (a train task's gold
-call, or for a history item the review they wrote), negative = the call made for the
-same kind of request in another user's context (the gold call of a random other user's
-task of the same type; another user's review). The steering core turns each
-(prompt, positive, negative) into vectors; the extractor is passed in as a callable,
-so tests use a tiny deterministic fake and the CLI passes `steering.extract_vectors`.
+call, a history item's request and call, or for a history item without one the review
+they wrote), negative = the call made for the same request in another user's context:
+the call of the other user's request most similar to this one (MiniLM), or without an
+embedder a random other user's call of the same type. Since the same vague phrase means
+different tools to different users, the nearest other-user request often carries
+another tool, which is what lets the vector steer tool choice. The steering core turns
+each (prompt, positive, negative) into vectors; the extractor and the prompt formatter
+are passed in as callables, so tests use tiny fakes and the CLI passes
+`steering.extract_vectors` and the agent's own prompt format.
 
 Entry ids are a hash of user + task id, so an interrupted build resumes where it
 stopped (present entries are skipped before any extraction) and a second build adds
@@ -35,10 +39,12 @@ class Pair(NamedTuple):
 
 
 Extractor = Callable[[list[Pair]], list[dict[str, Any]]]
+Formatter = Callable[[str, str, dict], tuple[str, str]]
 
 
 def format_call(request: str, tool_name: str, arguments: dict) -> tuple[str, str]:
-    """(prompt, answer) for a tool call; a stand-in until the agent's own format lands."""
+    """(prompt, answer) in a minimal plain format; the agent passes its own formatter
+    (`agent.runtime.call_formatter`) so vectors come from the prompt it decides in."""
     prompt = f"User request: {request}\nCall: "
     answer = json.dumps(
         {"name": tool_name, "arguments": arguments}, separators=(",", ":"), ensure_ascii=False
@@ -59,9 +65,9 @@ class PastInteraction:
     negative_arguments: dict
     timestamp: float
 
-    def pair(self) -> Pair:
-        prompt, positive = format_call(self.request, self.tool, self.arguments)
-        _, negative = format_call(self.request, self.negative_tool, self.negative_arguments)
+    def pair(self, formatter: Formatter = format_call) -> Pair:
+        prompt, positive = formatter(self.request, self.tool, self.arguments)
+        _, negative = formatter(self.request, self.negative_tool, self.negative_arguments)
         return Pair(prompt, positive, negative)
 
 
@@ -91,41 +97,75 @@ def gold_call(task, histories: dict) -> tuple[str, dict]:
 
 
 def past_interactions(
-    dataset, users: Sequence[str] | None = None, max_history: int = 10, seed: int = 0
+    dataset,
+    users: Sequence[str] | None = None,
+    max_history: int | None = 10,
+    seed: int = 0,
+    embedder=None,
 ) -> list[PastInteraction]:
-    """Train tasks (gold calls) and each user's latest `max_history` reviews, with negatives."""
+    """Each user's train tasks and latest `max_history` history items, with negatives.
+
+    Negatives come from every user's past (the whole data set), positives only from
+    `users`. With an `embedder`, the negative is the call of the most similar request
+    of another user; without one, a random other user's call of the same type.
+    """
     wanted = set(users) if users else set(dataset.user_ids())
-    calls: dict[str, list[tuple[str, str, dict]]] = {}  # task type -> (user, tool, args)
+    pool: list[tuple[str, str, str, str, dict]] = []  # (user, type, request, tool, args)
+    positives: list[tuple[str, str, str, str, str, dict, float]] = []  # + entry id, time
     for task in dataset.train:
-        calls.setdefault(task.type, []).append((task.user_id, *gold_call(task, dataset.histories)))
-    reviews = [
-        (user, "add_product_review", {"review": item.review.text})
-        for user, items in dataset.histories.items()
-        for item in items
-    ]
-    result = []
-    for task in dataset.train:
+        tool, arguments = gold_call(task, dataset.histories)
+        pool.append((task.user_id, task.type, task.task, tool, arguments))
         if task.user_id in wanted:
-            tool, arguments = gold_call(task, dataset.histories)
-            entry_id = make_entry_id(task.user_id, f"task:{task.task_id}")
-            negative = _other_users_call(calls.get(task.type, []), task.user_id, entry_id, seed)
-            if negative is None:
-                continue
-            result.append(PastInteraction(entry_id, task.user_id, task.task, tool, arguments,
-                                          *negative, float(task.timestamp)))
-    for user in sorted(wanted):
-        for item in dataset.histories.get(user, [])[-max_history:] if max_history else []:
-            product = item.product_info
-            entry_id = make_entry_id(user, f"history:{product.parent_asin}:{item.review.timestamp}")
-            negative = _other_users_call(reviews, user, entry_id, seed)
-            if negative is None:
-                continue
-            result.append(PastInteraction(
-                entry_id, user, f"Write a review of the {product.title} I bought.",
-                "add_product_review", {"review": item.review.text}, *negative,
-                float(item.review.timestamp),
-            ))
+            positives.append((make_entry_id(task.user_id, f"task:{task.task_id}"), task.user_id,
+                              task.type, task.task, tool, arguments, float(task.timestamp)))
+    for user, items in sorted(dataset.histories.items()):
+        first_used = 0 if max_history is None else max(len(items) - max_history, 0)
+        for position, item in enumerate(items):
+            request, kind, tool, arguments = _history_call(item)
+            pool.append((user, kind, request, tool, arguments))
+            if user in wanted and position >= first_used and max_history != 0:
+                ref = f"history:{item.product_info.parent_asin}:{item.review.timestamp}"
+                positives.append((make_entry_id(user, ref), user, kind, request, tool,
+                                  arguments, float(item.review.timestamp)))
+    nearest = _nearest_other(pool, positives, embedder) if embedder is not None else None
+    result = []
+    for index, (entry_id, user, kind, request, tool, arguments, when) in enumerate(positives):
+        if nearest is not None:
+            negative = nearest[index]
+        else:
+            same_type = [(owner, t, a) for owner, k, _, t, a in pool if k == kind]
+            negative = _other_users_call(same_type, user, entry_id, seed)
+        if negative is None:
+            continue
+        result.append(PastInteraction(entry_id, user, request, tool, arguments, *negative, when))
     return result
+
+
+def _history_call(item) -> tuple[str, str, str, dict]:
+    """(request, type, tool, arguments) of a history item: its own request when the data
+    set records one, else the review the user wrote."""
+    request = getattr(item, "request", None)
+    if request is not None and request.gold_call is not None:
+        return request.task, request.type, request.gold_call.name, dict(request.gold_call.arguments)
+    product = item.product_info
+    return (f"Write a review of the {product.title} I bought.", "review", "add_product_review",
+            {"review": item.review.text})
+
+
+def _nearest_other(pool, positives, embedder) -> list[tuple[str, dict] | None]:
+    """For each positive, the call of the most similar request made by another user."""
+    import numpy as np
+
+    pool_vectors = embedder.embed([request for _, _, request, _, _ in pool])
+    owners = np.array([owner for owner, *_ in pool])
+    wanted = embedder.embed([request for _, _, _, request, _, _, _ in positives])
+    out: list[tuple[str, dict] | None] = []
+    for row, (_, user, *_rest) in enumerate(positives):
+        scores = pool_vectors @ wanted[row]
+        scores[owners == user] = -np.inf
+        best = int(np.argmax(scores))
+        out.append(None if not np.isfinite(scores[best]) else (pool[best][3], pool[best][4]))
+    return out
 
 
 def _other_users_call(
@@ -146,6 +186,7 @@ def build_memory(
     batch_size: int = 8,
     source: str = "bootstrap",
     progress: bool = True,
+    formatter: Formatter = format_call,
 ) -> BuildReport:
     """Extract and store vectors for every interaction not yet in the store."""
     from tqdm import tqdm
@@ -157,7 +198,7 @@ def build_memory(
     with tqdm(total=len(pending), desc="memory build", unit="entry", disable=not progress) as bar:
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
-            vectors = extract([item.pair() for item in batch])
+            vectors = extract([item.pair(formatter) for item in batch])
             if len(vectors) != len(batch):
                 raise ValueError(f"extractor returned {len(vectors)} results for {len(batch)} pairs")
             added = store.add(entry_for(item, v, source) for item, v in zip(batch, vectors))

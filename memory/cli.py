@@ -111,14 +111,17 @@ def _build(args: argparse.Namespace) -> int:
     except DataError as error:
         print(f"fints memory build: {error}", file=sys.stderr)
         return 1
-    items = past_interactions(dataset, args.users, args.max_history)
+    from agent.runtime import call_formatter
+
+    embedder = load_embedder()
+    items = past_interactions(dataset, args.users, args.max_history, embedder=embedder)
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
     layers = [int(x) for x in args.layers.split(",") if x.strip()]
     loaded = load_model(args.model)
     with _open(args, model_id=loaded.model_id, hidden_size=loaded.hidden_size,
-               embedder=load_embedder()) as store:
+               embedder=embedder) as store:
         report = build_memory(store, items, steering_extractor(loaded, sites, layers),
-                              batch_size=args.batch)
+                              batch_size=args.batch, formatter=call_formatter(loaded))
         print(json.dumps(asdict(report) | {"store": str(store.location),
                                            "entries_in_store": store.count()}))
     return 0

@@ -16,7 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from memory.build import Extractor, format_call, Pair
+from collections.abc import Callable
+
+from memory.build import Extractor, Formatter, Pair, format_call
 from memory.entry import MemoryEntry, digest_arguments, make_entry_id, to_epoch
 from memory.store import MemoryStore
 
@@ -57,9 +59,16 @@ class OnlineWriter:
         *,
         budget_s: float = 60.0,
         max_pending: int = 256,
+        formatter: Formatter = format_call,
+        negative_for: Callable[[str], tuple[str, dict]] | None = None,
     ) -> None:
+        """`formatter` renders (request, call) as the model sees it; `negative_for(request)`
+        gives the unpersonalized call when an episode brings no negative (it runs on the
+        writer thread, so a generation there never delays the user)."""
         self.store = store
         self.extract = extract
+        self.formatter = formatter
+        self.negative_for = negative_for
         self.budget_s = budget_s
         self.stats = WriterStats()
         self._queue: queue.Queue[Episode | None] = queue.Queue(maxsize=max_pending)
@@ -113,10 +122,13 @@ class OnlineWriter:
             return
         vectors = episode.vectors
         if vectors is None:
-            if self.extract is None or episode.negative is None:
+            contrast = episode.negative
+            if contrast is None and self.negative_for is not None:
+                contrast = self.negative_for(episode.request)
+            if self.extract is None or contrast is None:
                 raise ValueError("an episode without vectors needs an extractor and a negative")
-            prompt, positive = format_call(episode.request, episode.tool, episode.arguments)
-            _, negative = format_call(episode.request, *episode.negative)
+            prompt, positive = self.formatter(episode.request, episode.tool, episode.arguments)
+            _, negative = self.formatter(episode.request, *contrast)
             vectors = self.extract([Pair(prompt, positive, negative)])[0]
         timestamp = to_epoch(episode.timestamp)
         entry = MemoryEntry(

@@ -87,8 +87,14 @@ def scale(
     *,
     mode: StrengthMode = "relative",
     reference_norms: Mapping[str, float] | None = None,
+    unit_norms: Mapping[str, float] | None = None,
 ) -> SteeringVector:
-    """Size a vector for application: `alpha * v`, or `alpha * norm_ref * v/|v|`."""
+    """Size a vector for application: `alpha * v`, or `alpha * norm_ref * v / unit`.
+
+    `unit` is |v| itself by default; for an aggregate, pass the mean norm of the vectors
+    that went into it, so agreeing entries steer at full strength and entries that
+    cancel each other out steer less.
+    """
     if mode == "absolute":
         return vector.scaled(alpha)
     if mode != "relative":
@@ -99,6 +105,6 @@ def scale(
     for key, tensor in vector.tensors.items():
         if key not in reference_norms:
             raise VectorError(f"no reference norm for {key!r}; calibrate the model first")
-        norm = float(tensor.float().norm())
-        sized[key] = tensor * (alpha * reference_norms[key] / norm) if norm > 0 else tensor
+        unit = unit_norms[key] if unit_norms is not None else float(tensor.float().norm())
+        sized[key] = tensor * (alpha * reference_norms[key] / unit) if unit > 0 else tensor
     return SteeringVector(sized, vector.model_id, vector.hidden_size, dict(vector.meta))

@@ -117,3 +117,25 @@ def test_build_with_the_real_steering_core(tmp_path, dataset, embedder):
         assert np.linalg.norm(entry.vectors["mlp.6"]) > 0  # positive and negative differ
         result = store.retrieve(items[0].user_id, items[0].request, k=1, threshold=0.0)
         assert not result.abstained and result.vectors["attn.6"].shape == (1, loaded.hidden_size)
+
+
+def test_negatives_are_the_nearest_request_of_another_user(dataset, embedder):
+    items = past_interactions(dataset, max_history=5, embedder=embedder)
+    by_call = {}
+    for user, histories in dataset.histories.items():
+        for item in histories:
+            if item.request is not None:
+                by_call.setdefault((item.request.gold_call.name,
+                                    str(sorted(item.request.gold_call.arguments.items()))), set()).add(user)
+    for item in items:
+        owners = by_call.get((item.negative_tool, str(sorted(item.negative_arguments.items()))), set())
+        assert owners - {item.user_id} or not owners  # another user's call, never only their own
+    history_items = [i for i in items if i.entry_id and i.request != "" and i.tool != ""]
+    assert any(i.negative_tool != i.tool for i in history_items)  # it can contrast tool choice
+    assert len({i.request for i in items}) > len(items) // 2  # history requests are real requests
+
+
+def test_the_formatter_shapes_every_pair(dataset):
+    items = past_interactions(dataset, max_history=2)
+    pair = items[0].pair(lambda request, tool, args: (f"<{request}>", f"[{tool}]"))
+    assert pair.prompt == f"<{items[0].request}>" and pair.positive == f"[{items[0].tool}]"
