@@ -1,0 +1,37 @@
+"""What an evaluation step gets: the open agent and the choices made for this run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EvalContext:
+    """Passed explicitly to every track and experiment (no module state)."""
+
+    agent: Any  # agent.runtime.FintsAgent
+    dataset: Any  # tools.data.Dataset
+    users: list[str]
+    tasks: list[Any]  # tools.data.Task, the evaluated tasks
+    methods: list[Any]  # agent.methods.Method
+    out: Path
+    suite: str = "smoke"
+    batch_size: int = 8
+    seed: int = 0
+    progress: bool = True
+    timing: dict[str, float] = field(default_factory=dict)
+    outcomes: dict[tuple[str, str], list[Any]] = field(default_factory=dict)  # (track, method)
+
+    def method(self, name: str, **overrides: Any) -> Any:
+        from agent.methods import parse_method
+
+        return parse_method(name, self.agent.loaded.model_id, **overrides)
+
+    def bar(self, total: int, desc: str) -> Any:
+        """A tqdm progress bar with an ETA (silent when progress is off)."""
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="task", disable=not self.progress,
+                    dynamic_ncols=True)

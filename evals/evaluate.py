@@ -1,0 +1,188 @@
+"""`run_eval`: methods side by side on the same tasks, users, seeds and shop.
+
+Input is checked before anything heavy loads (unknown methods, missing data, unknown
+users fail at once with what is allowed); memory for the evaluated users is built when
+missing; each track runs every method over the same tasks; the suite's experiments add
+their sections; the report is validated before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evals.context import EvalContext
+from evals.memory_setup import ensure_memory, memory_layers
+from evals.report import SCHEMA, write_report
+from evals.runner import run_multi, run_single
+from evals.stats import summarize_method
+from evals.suites import SUITES, Suite
+from evals.tasks import EvalInputError, load_task_file, select_users, tasks_of
+
+TRACKS = ("single", "multi")
+
+
+@dataclass
+class EvalConfig:
+    """Everything `fints eval` can be asked; None means the suite's choice."""
+
+    data: str | Path
+    out: str | Path
+    suite: str = "smoke"
+    tasks_file: str | Path | None = None
+    methods: Sequence[str] | None = None
+    users: str | int | None = None
+    model: str | None = None
+    store: str | None = None
+    track: str | None = None  # single | multi | both
+    tasks_per_user: int | None = None
+    experiments: Sequence[str] | None = None
+    progress: bool = True
+
+
+def check_methods(names: Sequence[str]) -> list[str]:
+    """Every name must be a known method; the error lists the valid ones."""
+    from agent.methods import method_names
+
+    valid = method_names()
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise EvalInputError(f"unknown method(s) {', '.join(unknown)}; valid methods: "
+                             f"{', '.join(valid)}")
+    if not names:
+        raise EvalInputError(f"no methods given; valid methods: {', '.join(valid)}")
+    return list(names)
+
+
+def tracks_for(track: str | None, suite: Suite) -> tuple[str, ...]:
+    if track is None:
+        return suite.tracks
+    if track == "both":
+        return TRACKS
+    if track not in TRACKS:
+        raise EvalInputError(f"unknown track {track!r}; allowed: single, multi, both")
+    return (track,)
+
+
+def load_data(path: str | Path) -> Any:
+    from tools.data import DataError, load_dataset
+
+    if not Path(path).is_dir():
+        raise EvalInputError(f"data set directory {path} does not exist; make one with "
+                             "`fints shop generate --out DIR` or `fints shop import-pwab`")
+    try:
+        return load_dataset(path)
+    except DataError as error:
+        raise EvalInputError(str(error)) from None
+
+
+def run_eval(config: EvalConfig) -> dict:
+    """Run the evaluation and write DIR/report.json, report.md and plots; returns the report."""
+    from agent.methods import method_names
+
+    if config.suite not in SUITES:
+        raise EvalInputError(f"unknown suite {config.suite!r}; allowed: {', '.join(SUITES)}")
+    suite = SUITES[config.suite]
+    names = check_methods(config.methods or suite.methods or method_names())
+    tracks = tracks_for(config.track, suite)
+    experiments = suite.experiments if config.experiments is None else tuple(config.experiments)
+    dataset = load_data(config.data)
+    if config.tasks_file:
+        tasks = load_task_file(config.tasks_file, dataset)
+        users = sorted({t.user_id for t in tasks})
+    else:
+        users = select_users(dataset, config.users if config.users is not None else suite.users)
+        tasks = tasks_of(dataset, users, config.tasks_per_user or suite.tasks_per_user)
+    if not tasks:
+        raise EvalInputError(f"no test tasks for users {', '.join(users[:5])}")
+    if "multi" in tracks and not dataset.hidden:
+        raise EvalInputError("the multi-turn track needs hidden_preferences.json (generated "
+                             "data sets only); use --track single")
+    out = Path(config.out)
+    started = time.perf_counter()
+    from agent.runtime import AgentConfig, FintsAgent
+
+    agent_config = AgentConfig(data_dir=config.data, model=config.model,
+                               store=config.store or str(out / "memory"),
+                               method="zero-shot", online_memory=False)
+    with FintsAgent.open(agent_config) as agent:
+        timing = {"open": time.perf_counter() - started}
+        ctx = EvalContext(agent=agent, dataset=dataset, users=users, tasks=tasks,
+                          methods=[], out=out, suite=suite.name, progress=config.progress,
+                          timing=timing)
+        ctx.methods = [ctx.method(n) for n in names]
+        report = base_report(config, agent, dataset, users)
+        layers = memory_layers(ctx.methods) or [6]
+        if any(m.steers for m in ctx.methods) or experiments:
+            mark = time.perf_counter()
+            report["memory_build"] = ensure_memory(agent, dataset, users, layers,
+                                                   progress=config.progress)
+            timing["memory_build"] = time.perf_counter() - mark
+        for track in tracks:
+            mark = time.perf_counter()
+            track_tasks = tasks if track == "single" else multi_tasks(tasks, suite.multi_users)
+            report["tracks"][track] = run_track(ctx, track, track_tasks)
+            timing[f"track_{track}"] = time.perf_counter() - mark
+        for name in experiments:
+            mark = time.perf_counter()
+            report["experiments"][name] = run_experiment(name, ctx)
+            timing[f"experiment_{name}"] = time.perf_counter() - mark
+        timing["total"] = time.perf_counter() - started
+        report["timing"] = {k: round(v, 1) for k, v in timing.items()}
+    write_report(report, out)
+    return report
+
+
+def multi_tasks(tasks: Sequence[Any], users: int) -> list[Any]:
+    """The multi-turn track runs the first `users` users' tasks (it is ~steps x slower)."""
+    chosen = list(dict.fromkeys(t.user_id for t in tasks))[:users]
+    return [t for t in tasks if t.user_id in set(chosen)]
+
+
+def run_track(ctx: EvalContext, track: str, tasks: Sequence[Any]) -> dict:
+    """Every method over the same tasks; one progress bar for the whole track."""
+    methods: dict[str, dict] = {}
+    with ctx.bar(len(tasks) * len(ctx.methods), f"{track}-turn") as bar:
+        for method in ctx.methods:
+            bar.set_postfix_str(method.name)
+            if track == "single":
+                outcomes = run_single(ctx.agent, tasks, method, batch_size=ctx.batch_size, bar=bar)
+            else:
+                outcomes = run_multi(ctx.agent, tasks, method, seed=ctx.seed, bar=bar)
+            ctx.outcomes[(track, method.name)] = outcomes
+            methods[method.name] = summarize_method(outcomes, multi=track == "multi")
+    return {"tasks": len(tasks), "users": len({t.user_id for t in tasks}), "methods": methods}
+
+
+def run_experiment(name: str, ctx: EvalContext) -> dict:
+    from evals.experiments import EXPERIMENTS
+
+    if name not in EXPERIMENTS:
+        raise EvalInputError(f"unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name](ctx)
+
+
+def base_report(config: EvalConfig, agent: Any, dataset: Any, users: list[str]) -> dict:
+    return {
+        "schema": SCHEMA,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(shlex.quote(a) for a in ["fints", *sys.argv[1:]])
+        if Path(sys.argv[0]).name == "fints" else "",
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "python": platform.python_version()},
+        "model": agent.loaded.model_id,
+        "data": str(dataset.root),
+        "suite": config.suite,
+        "tasks_file": str(config.tasks_file) if config.tasks_file else None,
+        "users": users,
+        "tracks": {},
+        "experiments": {},
+    }

@@ -1,0 +1,20 @@
+"""The full suite's experiments; each takes an `EvalContext` and returns its report
+section (`note`, `methods` and/or `tables`, `plot`), writing its plot under the output.
+
+The main table (held-out users, every method) is the tracks themselves; see
+`evals.evaluate.run_track`.
+"""
+
+from evals.experiments.clusters import run_clusters
+from evals.experiments.online import run_online
+from evals.experiments.sparse import run_sparse
+from evals.experiments.sweep import run_sweep
+
+EXPERIMENTS = {
+    "sparse": run_sparse,
+    "clusters": run_clusters,
+    "online": run_online,
+    "sweep": run_sweep,
+}
+
+__all__ = ["EXPERIMENTS", "run_clusters", "run_online", "run_sparse", "run_sweep"]

@@ -1,0 +1,55 @@
+"""Sparse data: memory made from 5%...100% of each user's past (history and train
+tasks), for prompt memory and steering; zero-shot is the floor they fall back to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evals.experiments.common import DEFAULT_STEERING, side_memory, subset
+from evals.memory_setup import ensure_memory, interactions_per_user, subsample
+from evals.plots import lines
+from evals.runner import run_single
+from evals.stats import summarize_method
+
+FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)
+METHODS = ("prompt-k3", DEFAULT_STEERING)
+
+
+def run_sparse(ctx: Any) -> dict:
+    from agent.prompt_memory import PromptMemory
+
+    users = subset(ctx.users)
+    tasks = [t for t in ctx.tasks if t.user_id in set(users)]
+    methods = [ctx.method(n) for n in METHODS]
+    layers = sorted({layer for m in methods if m.steers for layer in m.layers})
+    summaries: dict[str, dict] = {}
+    rows = []
+    with ctx.bar(len(FRACTIONS) * len(tasks) * len(methods), "sparse") as bar:
+        for fraction in FRACTIONS:
+            data = subsample(ctx.dataset, users, fraction)
+            prompt = PromptMemory.from_dataset(data, ctx.agent.embedder, users)
+            path = ctx.out / "sparse" / f"memory_{int(fraction * 100):03d}"
+            with side_memory(ctx, path, prompt) as store:
+                ensure_memory(ctx.agent, data, users, layers, store=store, max_history=10_000,
+                              progress=False)
+                row: list[Any] = [f"{fraction:.0%}", interactions_per_user(data, users)]
+                for method in methods:
+                    summary = summarize_method(run_single(ctx.agent, tasks, method, bar=bar))
+                    summaries[f"{method.name}@{fraction:.0%}"] = summary
+                    row += [summary["overall"]["function_acc"], summary["overall"]["result_acc"]]
+                rows.append(row)
+    plot = lines([r[1] for r in rows],
+                 {f"{m} {k}": [r[2 + 2 * i + j] for r in rows]
+                  for i, m in enumerate(METHODS) for j, k in enumerate(("F. Acc", "R. Acc"))},
+                 "Sparse data", "mean past interactions per user", "accuracy",
+                 ctx.out / "sparse.png", log_x=True)
+    columns = ["history used", "mean interactions"] + [f"{m} {k}" for m in METHODS
+                                                       for k in ("F", "R")]
+    return {
+        "note": f"{len(users)} users ({', '.join(users)}), {len(tasks)} tasks; memory from the "
+                "latest fraction of each user's history and train tasks (all of it at 100%).",
+        "methods": summaries,
+        "tables": [{"title": "Accuracy against the share of history", "columns": columns,
+                    "rows": rows}],
+        "plot": plot.name,
+    }

@@ -1,0 +1,96 @@
+"""Running one method over tasks: the single-turn track (batched decisions, then each
+call executed against the shop) and the multi-turn track (the agent's graph with a
+simulated user). Both return `TaskOutcome`s, scored with `tools.scoring`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from evals.degeneration import is_degenerate
+from evals.stats import TaskOutcome
+from tools.data import Task
+from tools.scoring import score_call
+
+BATCH = 8  # rows of one batched generate
+SHOP_TOOLS = ("search_product_by_query", "get_recommendations_by_history",
+              "add_product_review", "get_product_details_by_asin")
+
+
+def score_executed(agent: Any, task: Task, call: dict | None) -> tuple[float, float]:
+    """Execute a call for the task's user against the shop and score it."""
+    if call is None:
+        outcome = score_call(task, None, None, agent.embedder)
+        return outcome.function_acc, outcome.result_acc
+    result = agent.execute(call, user_id=task.user_id,
+                           review_asin=task.target.product_info.parent_asin)
+    returned: Any = list(result.asins) if result.ok else None
+    if call["name"] == "add_product_review" and result.ok:
+        returned = str(call.get("args", {}).get("review", ""))
+    scored = score_call(task, call["name"], returned, agent.embedder)
+    return scored.function_acc, scored.result_acc
+
+
+def batches(tasks: Sequence[Task], size: int = BATCH) -> list[list[Task]]:
+    """Groups of up to `size` tasks; rows of a batch may belong to different users."""
+    return [list(tasks[i:i + size]) for i in range(0, len(tasks), size)]
+
+
+def run_single(agent: Any, tasks: Sequence[Task], method: Any, *, batch_size: int = BATCH,
+               bar: Any = None) -> list[TaskOutcome]:
+    """One decision per task (batched), executed and scored."""
+    outcomes = []
+    for group in batches(tasks, batch_size):
+        decisions = agent.decide_batch([(t.user_id, t.task) for t in group], method=method)
+        for task, decision in zip(group, decisions):
+            f_acc, r_acc = score_executed(agent, task, decision.call)
+            outcomes.append(TaskOutcome(
+                task.task_id, task.user_id, task.type,
+                decision.call["name"] if decision.call else None, f_acc, r_acc,
+                degenerate=is_degenerate(decision.call, decision.malformed),
+                malformed=decision.malformed, latency_s=decision.latency_s,
+                steered=bool(decision.steering.get("applied")),
+            ))
+        if bar is not None:
+            bar.update(len(group))
+    return outcomes
+
+
+def run_multi(agent: Any, tasks: Sequence[Task], method: Any, *, max_steps: int = 6,
+              seed: int = 0, bar: Any = None) -> list[TaskOutcome]:
+    """The full graph per task with a rule-based simulated user answering `respond`.
+
+    Scored on the last shop call of the episode (PersonalWAB scores the final action);
+    steps count every action the agent took. Needs the generator's hidden preferences.
+    """
+    from langchain_core.messages import AIMessage
+
+    from tools.simulated_user import SimulatedUser
+
+    outcomes = []
+    for task in tasks:
+        prefs = agent.dataset.hidden.get(task.user_id)
+        if prefs is None:
+            raise ValueError(f"the multi-turn track needs hidden preferences for {task.user_id}; "
+                             "imported data sets have none: use --track single")
+        user = SimulatedUser(prefs, task, seed=seed, max_steps=max_steps,
+                             products=agent.dataset.products)
+        episode = agent.run(task.user_id, user.opening(), track="multi", method=method,
+                            simulated_user=lambda message, user=user: user.respond(message).text)
+        calls = [m.tool_calls[0] for m in episode.messages
+                 if isinstance(m, AIMessage) and m.tool_calls]
+        shop_calls = [{"name": c["name"], "args": dict(c["args"])} for c in calls
+                      if c["name"] in SHOP_TOOLS]
+        final = shop_calls[-1] if shop_calls else None
+        f_acc, r_acc = score_executed(agent, task, final) if final else (0.0, 0.0)
+        steps = max(1, len(calls))
+        outcomes.append(TaskOutcome(
+            task.task_id, task.user_id, task.type, final["name"] if final else None,
+            f_acc, r_acc, degenerate=any(is_degenerate(c) for c in shop_calls) or not calls,
+            malformed=not calls, latency_s=episode.latency_s / steps, steps=steps,
+            steered=bool(episode.steering.get("applied")),
+        ))
+        if bar is not None:
+            bar.update(1)
+    return outcomes

@@ -1,0 +1,29 @@
+"""The two suites: `smoke` (an end-to-end check in minutes) and `full` (the published
+results). A suite fixes defaults; explicit flags override them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    users: int | None  # None: every held-out user
+    tasks_per_user: int | None
+    methods: tuple[str, ...] | None  # None: every method
+    tracks: tuple[str, ...]
+    multi_users: int  # users (of the evaluated ones) on the multi-turn track
+    experiments: tuple[str, ...]
+
+
+SMOKE = Suite(
+    name="smoke", users=4, tasks_per_user=5,
+    methods=("zero-shot", "prompt-k3", "steer-attn+mlp-attentive", "steer-whole-mean"),
+    tracks=("single",), multi_users=2, experiments=(),
+)
+FULL = Suite(
+    name="full", users=None, tasks_per_user=None, methods=None, tracks=("single", "multi"),
+    multi_users=4, experiments=("sparse", "clusters", "online", "sweep"),
+)
+SUITES = {s.name: s for s in (SMOKE, FULL)}

@@ -1,0 +1,98 @@
+"""`fints eval` input handling: task files in PersonalWAB's format, user selection and
+bad input failing at once, before any model loads, with what is allowed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from evals.tasks import EvalInputError, load_task_file, select_users, tasks_of
+from tools.data import generate_dataset, load_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return load_dataset(generate_dataset(tmp_path_factory.mktemp("shop"), users=12, seed=3))
+
+
+def pwab_tasks(dataset, n: int = 3) -> list[dict]:
+    """Test tasks as PersonalWAB writes them: no task_id, no gold call."""
+    rows = []
+    for task in dataset.test[:n]:
+        row = task.model_dump(exclude={"task_id", "gold_call"})
+        rows.append(row)
+    return rows
+
+
+def test_task_file_as_object_or_list(dataset, tmp_path) -> None:
+    rows = pwab_tasks(dataset)
+    (tmp_path / "a.json").write_text(json.dumps({"train": [], "test": rows}))
+    (tmp_path / "b.json").write_text(json.dumps(rows))
+    for name in ("a.json", "b.json"):
+        tasks = load_task_file(tmp_path / name, dataset)
+        assert [t.task_id for t in tasks] == ["file-00000", "file-00001", "file-00002"]
+        assert [t.task for t in tasks] == [r["task"] for r in rows]
+        assert all(t.gold_call is None for t in tasks)
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"train": []}, "'test' list"),
+    ([], "non-empty list"),
+    ([{"user_id": "x"}], "field 'task'"),
+    ("not json", "not valid JSON"),
+])
+def test_bad_task_files(dataset, tmp_path, content, message) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(EvalInputError, match=message):
+        load_task_file(path, dataset)
+
+
+def test_task_file_users_must_exist(dataset, tmp_path) -> None:
+    rows = pwab_tasks(dataset, 1)
+    rows[0]["user_id"] = "NOBODY"
+    (tmp_path / "t.json").write_text(json.dumps(rows))
+    with pytest.raises(EvalInputError, match="users not in the data set .*NOBODY"):
+        load_task_file(tmp_path / "t.json", dataset)
+    with pytest.raises(EvalInputError, match="does not exist"):
+        load_task_file(tmp_path / "missing.json", dataset)
+
+
+def test_user_selection(dataset) -> None:
+    held = select_users(dataset, None)
+    assert held and set(held) <= set(dataset.manifest.held_out_users)
+    seen = select_users(dataset, None, default="seen")
+    assert not set(seen) & set(held)
+    assert select_users(dataset, "2") == held[:2]
+    assert len(select_users(dataset, 50)) == len({t.user_id for t in dataset.test})
+    assert select_users(dataset, f"{seen[0]},{held[0]}") == [seen[0], held[0]]
+    with pytest.raises(EvalInputError, match="unknown user"):
+        select_users(dataset, "NOBODY")
+    tasks = tasks_of(dataset, held[:2], per_user=2)
+    assert len(tasks) <= 4 and {t.user_id for t in tasks} <= set(held[:2])
+    assert all(a.timestamp <= b.timestamp for a, b in zip(tasks, tasks[1:])
+               if a.user_id == b.user_id)
+
+
+def fints(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_unknown_method_lists_the_valid_ones(dataset, tmp_path) -> None:
+    result = fints("eval", "--data", str(dataset.root), "--out", str(tmp_path / "o"),
+                   "--methods", "zero-shot,steer-everything")
+    assert result.returncode == 2
+    assert "unknown method(s) steer-everything" in result.stderr
+    assert "prompt-k3" in result.stderr and "steer-attn+mlp-attentive" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_data_dir(tmp_path) -> None:
+    result = fints("eval", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "fints shop generate" in result.stderr
+    assert not (tmp_path / "o").exists()

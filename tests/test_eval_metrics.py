@@ -1,0 +1,118 @@
+"""Evaluation maths and report schema on constructed inputs (no model)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from evals.degeneration import is_degenerate, repeats_tokens
+from evals.report import ReportError, SCHEMA, render_markdown, validate_report, write_report
+from evals.stats import TaskOutcome, bootstrap_interval, summarize_method, wilson_interval
+
+
+def outcome(task_type: str, f: float, r: float, **kw) -> TaskOutcome:
+    return TaskOutcome("t", "u", task_type, None, f, r, **kw)
+
+
+def test_wilson_matches_known_values() -> None:
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4)
+    assert high == pytest.approx(0.9433, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@given(st.integers(0, 200), st.integers(1, 200))
+def test_wilson_contains_the_proportion(successes: int, n: int) -> None:
+    successes = min(successes, n)
+    low, high = wilson_interval(successes, n)
+    assert 0.0 <= low <= successes / n <= high <= 1.0
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40))
+def test_bootstrap_contains_the_mean(values: list[float]) -> None:
+    low, high = bootstrap_interval(values, samples=200)
+    mean = sum(values) / len(values)
+    assert 0.0 <= low <= mean + 1e-12 and mean - 1e-12 <= high <= 1.0
+
+
+def test_bootstrap_is_reproducible_and_narrows_with_n() -> None:
+    few = [0.0, 1.0] * 5
+    many = [0.0, 1.0] * 200
+    assert bootstrap_interval(few) == bootstrap_interval(few)
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert width(bootstrap_interval(many)) < width(bootstrap_interval(few)) / 3
+
+
+def test_summary_per_type_and_overall() -> None:
+    outcomes = [outcome("search", 1, 0.5, latency_s=1.0), outcome("search", 0, 0.0, latency_s=3.0),
+                outcome("review", 1, 0.8, degenerate=True, latency_s=2.0)]
+    s = summarize_method(outcomes)
+    assert s["per_type"]["search"]["n"] == 2 and s["per_type"]["search"]["function_acc"] == 0.5
+    assert s["per_type"]["search"]["result_acc"] == pytest.approx(0.25)
+    assert "recommend" not in s["per_type"]
+    assert s["overall"]["n"] == 3
+    assert s["overall"]["function_acc"] == pytest.approx(2 / 3)
+    assert s["overall"]["result_acc"] == pytest.approx(1.3 / 3)
+    assert s["median_latency_s"] == 2.0
+    assert s["degeneration_rate"] == pytest.approx(1 / 3)
+    assert summarize_method(outcomes, multi=True)["avg_steps"] == 1.0
+
+
+def test_degeneration() -> None:
+    assert repeats_tokens("adidas adidas adidas")
+    assert repeats_tokens("shoe red shoe red shoe red shoe red")
+    assert not repeats_tokens("adidas running shoes with mesh upper")
+    assert is_degenerate(None, malformed=True)
+    assert is_degenerate({"name": "search_product_by_query", "args": {"query": " "}})
+    assert is_degenerate({"name": "get_recommendations_by_history", "args": {"product_sequence": []}})
+    assert is_degenerate({"name": "add_product_review", "args": {"review": "great great great"}})
+    assert not is_degenerate({"name": "search_product_by_query", "args": {"query": "trail shoes"}})
+
+
+def sample_report() -> dict:
+    methods = {
+        "zero-shot": summarize_method([outcome("search", 1, 0.9), outcome("recommend", 0, 0.0),
+                                       outcome("review", 1, 0.6)]),
+        "prompt-k3": summarize_method([outcome("search", 1, 0.7), outcome("recommend", 1, 0.2),
+                                       outcome("review", 0, 0.0)]),
+    }
+    return {"schema": SCHEMA, "created": "2026-01-01T00:00:00+00:00", "model": "m",
+            "data": "d", "suite": "smoke", "users": ["u"],
+            "tracks": {"single": {"tasks": 3, "methods": methods}}, "experiments": {}}
+
+
+def test_valid_report_passes_and_renders(tmp_path) -> None:
+    report = sample_report()
+    validate_report(report)
+    paths = write_report(report, tmp_path / "out")
+    assert [p.name for p in paths] == ["report.json", "report.md", "single_turn.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    text = render_markdown(report)
+    assert "| zero-shot | 1.000 / 0.900 | 0.000 / 0.000 | 1.000 / 0.600 | 0.667 / 0.500 | 3 |" in text
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda r: r["tracks"]["single"]["methods"]["zero-shot"]["overall"].update(function_acc=1.2),
+     "outside"),
+    (lambda r: r["tracks"]["single"]["methods"]["zero-shot"]["overall"].update(result_acc_ci=[0.9, 1.0]),
+     "does not contain"),
+    (lambda r: r["tracks"]["single"]["methods"]["zero-shot"]["per_type"]["search"].update(n=5),
+     "per-type counts"),
+    (lambda r: r["tracks"]["single"].update(tasks=4), "track has 4"),
+    (lambda r: r.pop("users"), "missing top-level 'users'"),
+    (lambda r: r["tracks"]["single"]["methods"]["zero-shot"].update(degeneration_rate=-0.1),
+     "degeneration_rate"),
+])
+def test_broken_reports_are_rejected(tmp_path, breakage, message) -> None:
+    report = copy.deepcopy(sample_report())
+    breakage(report)
+    with pytest.raises(ReportError, match=message):
+        validate_report(report)
+    with pytest.raises(ReportError):
+        write_report(report, tmp_path / "bad")
+    assert not (tmp_path / "bad" / "report.json").exists()  # nothing half-written
