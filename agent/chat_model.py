@@ -351,6 +351,7 @@ def _message(
         name, args, problem = _parse_call(stripped, choice.call_tools)
         if problem is None:
             meta["finish_reason"] = "tool_calls"
+            meta["generated_text"] = stripped  # byte-for-byte what the model wrote
             return AIMessage(content="", tool_calls=[tool_call(name=name, args=args, id=call_id)],
                              response_metadata=meta, usage_metadata=usage_metadata)
     meta["finish_reason"] = meta["finish_reason"] if meta["finish_reason"] == "length" else "malformed"
