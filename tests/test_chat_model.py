@@ -39,6 +39,16 @@ OPENAI_TOOL = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"host": {"type": "string"}}, "required": ["host"]}}}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run far faster on one thread when the cores are shared (no OpenMP
+    spinning); restored after the module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def loaded():
     return tiny_model("gemma3", "bpe", seed=1)

@@ -11,6 +11,7 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from agent.chat_model import SteeredChatModel
+from tests.test_chat_model import one_thread  # noqa: F401 (autouse fixture)
 from tests.tiny_models import tiny_model
 
 

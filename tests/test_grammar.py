@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from agent.chat_model import SteeredChatModel, shared_state
 from agent.grammar import bounded_schema, call_schema
 from agent.prompt import format_tools, render_call
+from tests.test_chat_model import one_thread  # noqa: F401 (autouse fixture)
 from tests.tiny_models import tiny_model
 from tools import make_shop_tools
 
