@@ -124,6 +124,7 @@ def run_eval(config: EvalConfig) -> dict:
         if any(m.steers for m in ctx.methods) or experiments:
             mark = time.perf_counter()
             report["memory_build"] = ensure_memory(agent, dataset, users, layers,
+                                                   max_history=suite.max_history,
                                                    progress=config.progress)
             timing["memory_build"] = time.perf_counter() - mark
         for track in tracks:

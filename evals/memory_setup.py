@@ -1,7 +1,7 @@
 """Making sure the evaluated users have memory before memory methods run.
 
 The evaluation builds what is missing with the memory package's own bulk builder
-(`memory.build`, the same code as `fints memory build`): entries already present are
+(`memory.build` with the agent's prompt format, the same code as `fints memory build`): entries already present are
 skipped, so a second run costs nothing. `subsample` cuts each user's past down to a
 fraction for the sparse-data experiment.
 """
@@ -26,12 +26,14 @@ def ensure_memory(agent: Any, dataset: Any, users: Sequence[str], layers: Sequen
     """Build the users' dictionaries where entries are missing; returns the build report."""
     from dataclasses import asdict
 
+    from agent.runtime import call_formatter
     from memory.build import build_memory, past_interactions, steering_extractor
 
     target = store if store is not None else agent.store
-    items = past_interactions(dataset, list(users), max_history)
+    items = past_interactions(dataset, list(users), max_history, embedder=agent.embedder)
     extractor = steering_extractor(agent.loaded, list(DEFAULT_SITES), list(layers))
-    report = build_memory(target, items, extractor, progress=progress)
+    report = build_memory(target, items, extractor, progress=progress,
+                          formatter=call_formatter(agent.loaded))
     return asdict(report)
 
 

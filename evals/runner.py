@@ -23,10 +23,14 @@ def score_executed(agent: Any, task: Task, call: dict | None) -> tuple[float, fl
     if call is None:
         outcome = score_call(task, None, None, agent.embedder)
         return outcome.function_acc, outcome.result_acc
-    result = agent.execute(call, user_id=task.user_id,
-                           review_asin=task.target.product_info.parent_asin)
-    returned: Any = list(result.asins) if result.ok else None
-    if call["name"] == "add_product_review" and result.ok:
+    try:
+        result = agent.execute(call, user_id=task.user_id,
+                               review_asin=task.target.product_info.parent_asin)
+    except Exception:  # arguments the tool's schema refuses: the right tool, no result
+        result = None
+    ok = result is not None and result.ok
+    returned: Any = list(result.asins) if ok else None
+    if call["name"] == "add_product_review" and ok:
         returned = str(call.get("args", {}).get("review", ""))
     scored = score_call(task, call["name"], returned, agent.embedder)
     return scored.function_acc, scored.result_acc

@@ -15,12 +15,13 @@ class Suite:
     tracks: tuple[str, ...]
     multi_users: int  # users (of the evaluated ones) on the multi-turn track
     experiments: tuple[str, ...]
+    max_history: int = 10  # latest history items per user that become memory entries
 
 
 SMOKE = Suite(
     name="smoke", users=4, tasks_per_user=5,
     methods=("zero-shot", "prompt-k3", "steer-attn+mlp-attentive", "steer-whole-mean"),
-    tracks=("single",), multi_users=2, experiments=(),
+    tracks=("single",), multi_users=2, experiments=(), max_history=4,
 )
 FULL = Suite(
     name="full", users=None, tasks_per_user=None, methods=None, tracks=("single", "multi"),

@@ -62,6 +62,7 @@ def negative_for(dataset: Any, task: Any, seed: int) -> tuple[str, dict]:
 def run_variant(ctx: Any, name: str, method: Any, streams: dict[str, list[Any]], bar: Any) -> list[TaskOutcome]:
     """Decide at step i for every user in one batch, score, then add the gold calls."""
     from agent.prompt_memory import PastCall, PromptMemory
+    from agent.runtime import call_formatter
     from memory.build import steering_extractor
     from memory.online import Episode, OnlineWriter
 
@@ -70,8 +71,8 @@ def run_variant(ctx: Any, name: str, method: Any, streams: dict[str, list[Any]],
     outcomes: list[TaskOutcome] = []
     path = ctx.out / "online" / f"memory_{name}"
     with side_memory(ctx, path, prompt) as store:
-        writer = OnlineWriter(store, steering_extractor(agent.loaded, list(DEFAULT_SITES),
-                                                        list(method.layers or (6,))))
+        extractor = steering_extractor(agent.loaded, list(DEFAULT_SITES), list(method.layers))
+        writer = OnlineWriter(store, extractor, formatter=call_formatter(agent.loaded))
         try:
             for step in range(max(len(s) for s in streams.values())):
                 due = [s[step] for s in streams.values() if step < len(s)]
