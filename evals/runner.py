@@ -33,7 +33,8 @@ def score_executed(agent: Any, task: Task, call: dict | None) -> tuple[float, fl
     if call["name"] == "add_product_review" and ok:
         returned = str(call.get("args", {}).get("review", ""))
     scored = score_call(task, call["name"], returned, agent.embedder)
-    return scored.function_acc, scored.result_acc
+    # a cosine of identical reviews comes out as 1.0000001 in float32: keep R. Acc in [0, 1]
+    return scored.function_acc, min(1.0, max(0.0, float(scored.result_acc)))
 
 
 def batches(tasks: Sequence[Task], size: int = BATCH) -> list[list[Task]]:

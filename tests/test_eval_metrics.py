@@ -116,3 +116,28 @@ def test_broken_reports_are_rejected(tmp_path, breakage, message) -> None:
     with pytest.raises(ReportError):
         write_report(report, tmp_path / "bad")
     assert not (tmp_path / "bad" / "report.json").exists()  # nothing half-written
+
+
+def test_sweep_choice_and_defaults_file(tmp_path) -> None:
+    import json
+
+    from evals.experiments.sweep import choose, grid, write_defaults
+
+    results = [
+        {"alpha": 2.0, "layers": [6], "positions": "all", "function_acc": 0.9, "result_acc": 0.5,
+         "degeneration_rate": 0.4},
+        {"alpha": 0.5, "layers": [3], "positions": "prompt", "function_acc": 0.7,
+         "result_acc": 0.4, "degeneration_rate": 0.05},
+        {"alpha": 0.25, "layers": [3], "positions": "all", "function_acc": 0.6, "result_acc": 0.3,
+         "degeneration_rate": 0.0},
+    ]
+    best = choose(results)
+    assert best is results[1]  # the most accurate one degenerates too often
+    assert choose(results[:1]) is None
+    assert len(grid()) == len({json.dumps(g, sort_keys=True) for g in grid()})
+    path = tmp_path / "defaults.json"
+    path.write_text(json.dumps({"*": {"alpha": 0.5, "layers": [6]}}))
+    entry = write_defaults("gemma-x", best, path)
+    table = json.loads(path.read_text())
+    assert table["gemma-x"] == entry == {"alpha": 0.5, "layers": [3], "positions": "prompt"}
+    assert table["*"] == {"alpha": 0.5, "layers": [6]}
