@@ -1,20 +1,31 @@
 """Evaluation of the agent's methods side by side (`fints eval`) and the agent latency
-benchmark (`fints bench agent`). See docs/results.md."""
+benchmark (`fints bench agent`). See docs/results.md.
 
-from evals.evaluate import EvalConfig, run_eval
-from evals.report import ReportError, validate_report
-from evals.stats import TaskOutcome, bootstrap_interval, summarize_method, wilson_interval
-from evals.tasks import EvalInputError, load_task_file
+Names load on first use, so that `fints --help` (which imports `evals.cli`) stays cheap.
+"""
 
-__all__ = [
-    "EvalConfig",
-    "EvalInputError",
-    "ReportError",
-    "TaskOutcome",
-    "bootstrap_interval",
-    "load_task_file",
-    "run_eval",
-    "summarize_method",
-    "validate_report",
-    "wilson_interval",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EvalConfig": "evals.evaluate",
+    "run_eval": "evals.evaluate",
+    "ReportError": "evals.report",
+    "validate_report": "evals.report",
+    "TaskOutcome": "evals.stats",
+    "bootstrap_interval": "evals.stats",
+    "summarize_method": "evals.stats",
+    "wilson_interval": "evals.stats",
+    "EvalInputError": "evals.tasks",
+    "load_task_file": "evals.tasks",
+    "run_bench": "evals.bench",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'evals' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
