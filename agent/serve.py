@@ -1,354 +1,19 @@
-"""`fints serve`: the steered agent as an HTTP service for many users at once.
+"""`fints serve` and `fints bench serve`: the command line of the HTTP service.
 
-    POST /v1/act {"user_id": "U_00012", "request": "something for my runs"}
-    -> {"call": {...}, "result": {"ok", "text", "asins"}, "steering": {...}, ...}
-
-Requests that arrive together are decided in ONE batched, per-row steered generate
-(`agent.serve_batcher.Batcher`), then each call is run against the shop from the
-request's own task, outside the model lock. Steering lives only inside that generate
-(per row, hooks removed on exit), so no request can see another's vectors. A full
-queue answers 429 with Retry-After; bad input answers 422 (pydantic) or 413 (body too
-large); a failed decision answers 500 saying why. When memory is unreachable the
-request is answered unsteered and `steering.fallback` says so.
+Cheap to import (argparse only): the service itself is `agent.serve_app`, loaded by the
+handlers. `open_agent` builds the agent from the flags, with a shared PostgreSQL
+checkpointer when `--checkpoint` is a postgresql:// URL (several workers, one database).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
-import socket
-import threading
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Literal
-
-import uvicorn
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
-
-from agent.serve_batcher import Batched, Batcher, QueueFullError, ShuttingDownError
-
-log = logging.getLogger(__name__)
-
-USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
-MAX_REQUEST_CHARS = 2000
-MAX_BODY_BYTES = 16 * 1024
-# the unpersonalized reading of a request: the negative of online memory entries
-UNPERSONALIZED_TOOL = "search_product_by_query"
+from typing import Any
 
 
-class AcceptedCall(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: Literal["search_product_by_query", "get_recommendations_by_history",
-                  "add_product_review", "get_product_details_by_asin"]
-    args: dict[str, Any] = Field(default_factory=dict)
-
-
-class ActRequest(BaseModel):
-    """One user's request to the shop agent."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: str = Field(pattern=USER_ID_PATTERN, description="letters, digits, _ . -; 1-64 characters")
-    request: str = Field(min_length=1, max_length=MAX_REQUEST_CHARS, description="what the user wants")
-    track: Literal["single"] = Field("single", description="single-turn decisions (one tool call)")
-    method: str | None = Field(None, max_length=64, description="a method name (fints model info); default: the service's")
-    execute: bool = Field(True, description="run the call against the shop")
-
-
-class EpisodeRequest(ActRequest):
-    """A request run through the whole graph, checkpointed under `thread_id`."""
-
-    thread_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:\-]{1,128}$",
-                                  description="resume or name the episode; default: a new id")
-
-
-class EpisodeAnswer(BaseModel):
-    thread_id: str
-    user_id: str
-    call: dict[str, Any] | None
-    result_text: str
-    asins: list[str]
-    steering: dict[str, Any]
-    notices: list[str]
-    latency_s: float
-
-
-class FeedbackRequest(BaseModel):
-    """The user accepted this call for this request: learn it (an online memory entry)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: str = Field(pattern=USER_ID_PATTERN)
-    request: str = Field(min_length=1, max_length=MAX_REQUEST_CHARS)
-    call: AcceptedCall
-
-
-class ToolOutcome(BaseModel):
-    ok: bool
-    text: str
-    asins: list[str]
-
-
-class ActAnswer(BaseModel):
-    """The call the agent made, what the shop answered and the steering applied."""
-
-    request_id: str
-    user_id: str
-    method: str
-    call: dict[str, Any] | None
-    result: ToolOutcome | None
-    steering: dict[str, Any]
-    malformed: bool
-    raw: str = Field(description="the generated text (what failed to parse, when malformed)")
-    batch_size: int
-    queued_s: float
-    decide_s: float
-    latency_s: float
-
-
-class ServeSettings(BaseModel):
-    """How the service batches and queues (the CLI's --max-batch, --max-wait-ms, --max-queue)."""
-
-    max_batch: int = Field(8, ge=1, le=64)
-    max_wait_s: float = Field(0.005, ge=0, le=1)
-    max_queue: int = Field(64, ge=1, le=10_000)
-    decide_timeout_s: float = Field(600.0, gt=0)
-    remember: bool = True  # queue an online memory entry for each successful call
-
-
-class AgentService:
-    """The agent behind the HTTP API: resolves methods, batches decisions, runs calls.
-
-    `method_overrides` are applied to every method name (tests on tiny models use it to
-    point steering at layers the model has)."""
-
-    def __init__(self, agent: Any, settings: ServeSettings | None = None, **method_overrides: Any) -> None:
-        self.agent = agent
-        self.settings = settings or ServeSettings()
-        self.method_overrides = method_overrides
-        self._methods: dict[str, Any] = {}
-        self.batcher = Batcher(
-            self._decide_batch,
-            max_batch=self.settings.max_batch,
-            max_wait_s=self.settings.max_wait_s,
-            max_queue=self.settings.max_queue,
-        )
-
-    def method(self, name: str | None) -> Any:
-        """The `Method` for a name (the agent's own when None); ValueError lists valid names."""
-        from agent.methods import parse_method
-
-        if name is None:
-            return self.agent.method
-        if name not in self._methods:
-            self._methods[name] = parse_method(name, self.agent.loaded.model_id, **self.method_overrides)
-        return self._methods[name]
-
-    def _decide_batch(self, items: Any, method: Any) -> list[Any]:
-        return self.agent.decide_batch(list(items), method=method)
-
-    async def act(self, body: ActRequest) -> ActAnswer:
-        started = time.perf_counter()
-        try:
-            method = self.method(body.method)
-        except ValueError as error:
-            raise HTTPException(422, str(error)) from None
-        try:
-            future = self.batcher.submit(body.user_id, body.request, method)
-        except QueueFullError as error:
-            raise HTTPException(429, str(error), headers={"Retry-After": str(error.retry_after_s)}) from None
-        except ShuttingDownError as error:
-            raise HTTPException(503, str(error)) from None
-        try:
-            batched: Batched = await asyncio.wait_for(asyncio.wrap_future(future), self.settings.decide_timeout_s)
-        except TimeoutError:
-            raise HTTPException(504, f"no decision within {self.settings.decide_timeout_s:.0f} s") from None
-        except ShuttingDownError as error:
-            raise HTTPException(503, str(error)) from None
-        except Exception as error:
-            raise HTTPException(500, f"the decision failed ({type(error).__name__}: {error})") from None
-        decision = batched.value
-        result = None
-        if body.execute and decision.call is not None:
-            result = await asyncio.to_thread(self.execute, body.user_id, body.request, decision.call)
-        return ActAnswer(
-            request_id=uuid.uuid4().hex,
-            user_id=body.user_id,
-            method=method.name,
-            call=decision.call,
-            result=result,
-            steering=decision.steering,
-            malformed=decision.malformed,
-            raw=decision.raw,
-            batch_size=batched.batch_size,
-            queued_s=round(batched.queued_s, 4),
-            decide_s=round(decision.latency_s, 4),
-            latency_s=round(time.perf_counter() - started, 4),
-        )
-
-    def execute(self, user_id: str, request: str, call: dict[str, Any]) -> ToolOutcome:
-        """Run the call; a shop failure becomes a failed outcome saying why, never a crash."""
-        try:
-            outcome = self.agent.execute(call, user_id=user_id)
-        except Exception as error:
-            return ToolOutcome(ok=False, text=f"Error: the shop call failed ({type(error).__name__}: {error})", asins=[])
-        if outcome is None:  # the tool's schema refused the arguments before any shop call
-            return ToolOutcome(ok=False, asins=[], text=f"Error: {call['name']} refused the arguments "
-                               f"{json.dumps(call.get('args', {}), default=str)[:300]}; see the tool's schema")
-        answer = ToolOutcome(ok=bool(outcome.ok), text=str(outcome.text), asins=list(outcome.asins))
-        if answer.ok and self.settings.remember:
-            self._remember(user_id, request, call)
-        return answer
-
-    def _remember(self, user_id: str, request: str, call: dict[str, Any]) -> bool:
-        """Queue an online memory entry (accepted call vs. the unpersonalized search);
-        False when there is no writer, nothing personal to learn, or the queue is full."""
-        writer = getattr(self.agent, "writer", None)
-        if writer is None:
-            return False
-        from memory.online import add_online
-
-        negative = (UNPERSONALIZED_TOOL, {"query": request})
-        if (call["name"], call.get("args", {})) == negative:
-            return False  # nothing personal to learn from
-        try:
-            return add_online(writer, user_id, request, call["name"], dict(call.get("args", {})), negative=negative)
-        except Exception:
-            log.exception("serve: could not queue a memory entry for %s", user_id)
-            return False
-
-    def feedback(self, body: FeedbackRequest) -> dict[str, Any]:
-        if getattr(self.agent, "writer", None) is None:
-            raise HTTPException(409, "this service has no writable memory store; feedback is not kept")
-        queued = self._remember(body.user_id, body.request, body.call.model_dump())
-        return {"queued": queued}
-
-    async def episode(self, body: EpisodeRequest) -> EpisodeAnswer:
-        """The full graph (steer -> llm -> tools -> memory), checkpointed; not batched."""
-        try:
-            method = self.method(body.method)
-        except ValueError as error:
-            raise HTTPException(422, str(error)) from None
-        try:
-            result = await asyncio.to_thread(self.agent.run, body.user_id, body.request,
-                                             method=method, thread_id=body.thread_id)
-        except Exception as error:
-            raise HTTPException(500, f"the episode failed ({type(error).__name__}: {error})") from None
-        return EpisodeAnswer(
-            thread_id=result.thread_id, user_id=body.user_id, call=result.call,
-            result_text=result.result_text, asins=result.asins, steering=result.steering,
-            notices=result.notices, latency_s=round(result.latency_s, 4),
-        )
-
-    def health(self) -> dict[str, Any]:
-        stats = self.batcher.stats
-        return {
-            "status": "ok",
-            "model": self.agent.loaded.model_id,
-            "method": self.agent.method.name,
-            "queue": {"depth": self.batcher.depth, "bound": self.settings.max_queue},
-            "batches": stats.batches, "decided": stats.decided, "failed": stats.failed,
-            "refused": stats.refused, "largest_batch": stats.largest_batch,
-        }
-
-    def close(self) -> None:
-        self.batcher.close()
-
-
-def create_app(service: AgentService) -> FastAPI:
-    """The FastAPI app over a service (OpenAPI at /openapi.json, docs at /docs)."""
-    app = FastAPI(
-        title="fints agent",
-        description="Personalized web function calling: one steered tool call per request.",
-        version="1",
-    )
-
-    @app.post("/v1/act", response_model=ActAnswer, responses={
-        413: {"description": "body too large"}, 422: {"description": "invalid input"},
-        429: {"description": "queue full; see Retry-After"}, 500: {"description": "decision failed"},
-        503: {"description": "shutting down"}, 504: {"description": "no decision in time"}})
-    async def act(body: ActRequest) -> ActAnswer:
-        """Decide one tool call for the user (steered by their memory) and run it."""
-        return await service.act(body)
-
-    @app.post("/v1/episode", response_model=EpisodeAnswer)
-    async def episode(body: EpisodeRequest) -> EpisodeAnswer:
-        """Run one whole episode through the graph, checkpointed under its thread id."""
-        return await service.episode(body)
-
-    @app.post("/v1/feedback")
-    def feedback(body: FeedbackRequest) -> dict[str, Any]:
-        """The user accepted `call` for `request`: queue it as an online memory entry."""
-        return service.feedback(body)
-
-    @app.get("/v1/health")
-    def health() -> dict[str, Any]:
-        return service.health()
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": f"body too large: at most {MAX_BODY_BYTES} bytes"}, 413)
-        if length is None and request.method == "POST":
-            body = await request.body()  # chunked: read it (bounded by the socket) and check
-            if len(body) > MAX_BODY_BYTES:
-                return JSONResponse({"detail": f"body too large: at most {MAX_BODY_BYTES} bytes"}, 413)
-        return await call_next(request)
-
-    return app
-
-
-class ServiceThread:
-    """`with ServiceThread(app) as url:` serves the app on a loopback port in a thread
-    (benchmarks and tests); the socket is bound first so the port is known at once."""
-
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.app, self.host, self.port = app, host, port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def __enter__(self) -> str:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self._socket, self.port = sock, sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"serve:{self.port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError(f"the service did not start on {self.url}")
-            time.sleep(0.01)
-        return self.url
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(15)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
-
-
-# ---------------------------------------------------------------------- CLI
 def register_serve(groups: dict[str, argparse._SubParsersAction]) -> None:
     """`fints serve` and `fints bench serve` (called by agent/commands.py)."""
     from agent.serve_bench import add_bench_parser
@@ -368,12 +33,14 @@ def add_agent_arguments(parser: argparse.ArgumentParser, data_required: bool = T
     parser.add_argument("--method", default="steer-attn+mlp-attentive", help="default method")
     parser.add_argument("--checkpoint", default=None, help="SQLite path or postgresql:// URL for checkpoints")
     parser.add_argument("--shop-url", default=None, help="a running shop (default: start one in-process)")
-    parser.add_argument("--max-batch", type=int, default=8)
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
-    parser.add_argument("--max-queue", type=int, default=64)
+    parser.add_argument("--max-batch", type=int, default=8, help="requests decided in one generate")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    parser.add_argument("--max-queue", type=int, default=64, help="waiting requests before 429")
 
 
-def settings_from(args: argparse.Namespace) -> ServeSettings:
+def settings_from(args: argparse.Namespace) -> Any:
+    from agent.serve_app import ServeSettings
+
     return ServeSettings(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1000, max_queue=args.max_queue)
 
 
@@ -403,6 +70,10 @@ def postgres_checkpointer(url: str) -> Iterator[Any]:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agent.serve_app import AgentService, create_app
+
     with open_agent(args) as agent:
         service = AgentService(agent, settings_from(args))
         try:

@@ -119,7 +119,8 @@ def add_bench_parser(bench: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from agent.serve import AgentService, ServiceThread, create_app, open_agent, settings_from
+    from agent.serve import open_agent, settings_from
+    from agent.serve_app import AgentService, ServiceThread, create_app
 
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     if not levels or min(levels) < 1 or args.requests < 1:

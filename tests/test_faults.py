@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from agent.serve import ServiceThread, create_app
+from agent.serve_app import ServiceThread, create_app
 from memory import MemoryEntry, digest_arguments, make_entry_id
 from memory.server import ChromaServer, free_port
 from steering import SteeringVector, VectorError

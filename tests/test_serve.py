@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from agent.serve import MAX_BODY_BYTES, ServiceThread, create_app
+from agent.serve_app import MAX_BODY_BYTES, ServiceThread, create_app
 from agent.serve_batcher import Batcher, QueueFullError, ShuttingDownError
 from tests.test_serve_fixtures import MEMORY, hooks_left, seed_memory, service_for, tiny_agent
 

@@ -84,7 +84,7 @@ def tiny_agent(
 
 def service_for(agent: Any, **settings: Any) -> Any:
     """An `AgentService` whose method names resolve with the tiny model's steering settings."""
-    from agent.serve import AgentService, ServeSettings
+    from agent.serve_app import AgentService, ServeSettings
 
     return AgentService(agent, ServeSettings(**settings), **TINY_STEERING)
 
