@@ -112,6 +112,7 @@ class SteeredChatModel(BaseChatModel):
     steering_positions: Positions = "all"
     max_string_length: int = Field(default=300, gt=0)
     max_array_items: int = Field(default=30, gt=0)
+    reuse_prefix: bool = True  # compute the prompt's shared instructions once per model
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -253,10 +254,10 @@ class SteeredChatModel(BaseChatModel):
         if template == "base" and (grammar is None):
             stops.append("\n")  # a base-template turn is one line
         tokenizer = loaded.tokenizer
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
-                            add_special_tokens=template == "base")
-        input_ids = encoded["input_ids"].to(loaded.device)
-        attention = encoded["attention_mask"].to(loaded.device)
+        token_rows = tokenizer(prompts, add_special_tokens=template == "base")["input_ids"]
+        shared = loaded.prefixes.shared_length(token_rows) if self.reuse_prefix else 0
+        input_ids, attention = pack_rows(token_rows, tokenizer.pad_token_id, shared)
+        input_ids, attention = input_ids.to(loaded.device), attention.to(loaded.device)
         grammar_rows = GrammarRows(
             [grammar] * rows, state.grammars.vocab_size, [not (choice.text and template == "chat")] * rows
         ) if grammar is not None else None
@@ -274,8 +275,11 @@ class SteeredChatModel(BaseChatModel):
         if stops:
             options.update(stop_strings=stops, tokenizer=tokenizer)
         positions = steering_positions or self.steering_positions
-        with state.lock, torch.no_grad(), steer(loaded, vectors, positions=positions):
-            output = loaded.model.generate(input_ids=input_ids, attention_mask=attention, **options)
+        with state.lock, loaded.lock, torch.no_grad():
+            if shared:  # the shared instructions: computed once per model, never steered
+                options["past_key_values"] = loaded.prefixes.copy_for(loaded.model, token_rows[0][:shared], rows)
+            with steer(loaded, vectors, positions=positions):
+                output = loaded.model.generate(input_ids=input_ids, attention_mask=attention, **options)
         new_tokens = output[:, input_ids.shape[1]:]
         messages = []
         for row in range(rows):
@@ -287,6 +291,27 @@ class SteeredChatModel(BaseChatModel):
                 usage=(int(attention[row].sum()), len(ids)), model_id=loaded.model_id,
             ))
         return messages
+
+
+def pack_rows(rows: list[list[int]], pad: int | None, shared: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) for a batch of prompts whose first `shared` tokens agree.
+
+    Rows end together (generation continues from the same column). The padding goes
+    between the shared prefix and each row's own tokens, so the prefix occupies the
+    same columns in every row and its cached keys/values fit all rows; position ids
+    follow the attention mask, so pads shift nothing.
+    """
+    width = max(len(row) for row in rows)
+    fill = 0 if pad is None else pad
+    input_ids = torch.full((len(rows), width), fill, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        tail = row[shared:]
+        input_ids[index, :shared] = torch.tensor(row[:shared], dtype=torch.long)
+        attention[index, :shared] = 1
+        input_ids[index, width - len(tail):] = torch.tensor(tail, dtype=torch.long)
+        attention[index, width - len(tail):] = 1
+    return input_ids, attention
 
 
 def _from_config(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:

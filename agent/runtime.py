@@ -48,6 +48,7 @@ class AgentConfig:
     checkpoint: str | Path | None = None
     online_memory: bool = True
     max_steps: int = 6
+    fail_closed: bool = False  # memory unavailable -> error, instead of a flagged unsteered answer
 
 
 @dataclass
@@ -91,6 +92,7 @@ class FintsAgent:
         checkpointer: Any | None = None,
         online_memory: bool = True,
         max_steps: int = 6,
+        fail_closed: bool = False,
     ) -> None:
         from agent.chat_model import SteeredChatModel
         from tools import make_shop_tools
@@ -102,6 +104,7 @@ class FintsAgent:
         self.method = method
         self.embedder = embedder
         self.max_steps = max_steps
+        self.fail_closed = fail_closed
         self.chat = SteeredChatModel(loaded=loaded)
         self._review_target: dict[str, str | None] = {}
         self.tools = make_shop_tools(transport, review_asin=self._review_target.get)
@@ -111,7 +114,7 @@ class FintsAgent:
         if store is not None and online_memory:
             from memory.online import OnlineWriter
 
-            self.writer = OnlineWriter(store, self._extract_pair,
+            self.writer = OnlineWriter(store, self.extract_pairs,
                                        formatter=call_formatter(loaded),
                                        negative_for=self.negative_call)
         self.checkpointer = checkpointer
@@ -132,8 +135,14 @@ class FintsAgent:
             dataset = load_dataset(config.data_dir)
             loaded = load_model(config.model)
             embedder = load_embedder()
-            store = MemoryStore(config.store, loaded.model_id, loaded.hidden_size, embedder)
-            stack.callback(store.close)
+            try:
+                store = MemoryStore(config.store, loaded.model_id, loaded.hidden_size, embedder)
+                stack.callback(store.close)
+            except Exception as error:  # e.g. the Chroma server is down
+                if config.fail_closed:
+                    raise
+                log.warning("memory store unavailable, answering unsteered: %s", error)
+                store = None
             url = config.shop_url
             if url is None:
                 server = stack.enter_context(ShopServer(config.data_dir))
@@ -150,7 +159,7 @@ class FintsAgent:
                 loaded=loaded, dataset=dataset, store=store, transport=transport,
                 method=parse_method(config.method, loaded.model_id), embedder=embedder,
                 checkpointer=checkpointer, online_memory=config.online_memory,
-                max_steps=config.max_steps,
+                max_steps=config.max_steps, fail_closed=config.fail_closed,
             )
             stack.callback(agent.close)
             yield agent
@@ -165,7 +174,7 @@ class FintsAgent:
         return [self.tools_by_name[name] for name in names]
 
     def steerer(self, method: Method | None = None) -> Steerer:
-        return Steerer(self.loaded, self.store, method or self.method)
+        return Steerer(self.loaded, self.store, method or self.method, fail_closed=self.fail_closed)
 
     def conversation(self, user_id: str | None, request: str, method: Method) -> list[BaseMessage]:
         """The messages the model decides on: the request, plus past calls for prompt memory."""
@@ -278,7 +287,13 @@ class FintsAgent:
         return self.writer.submit(Episode(user_id, request, accepted["name"],
                                           dict(accepted.get("args", {})), negative=negative))
 
-    def _extract_pair(self, pairs: list[Any]) -> list[dict[str, Any]]:
+    @property
+    def formatter(self):
+        """(request, tool, args) -> (prompt, answer) in this agent's decision format."""
+        return call_formatter(self.loaded)
+
+    def extract_pairs(self, pairs: list[Any]) -> list[dict[str, Any]]:
+        """Vectors for memory.build pairs at every site, on the agent's steering layers."""
         from steering import ContrastPair, extract_vectors
 
         sites = ["whole", "attn", "mlp"]

@@ -61,10 +61,13 @@ class SteeringDecision:
 class Steerer:
     """Retrieves, aggregates, clips and sizes one user's vectors for one request."""
 
-    def __init__(self, model: LoadedModel, store: Any | None, method: Method) -> None:
+    def __init__(
+        self, model: LoadedModel, store: Any | None, method: Method, *, fail_closed: bool = False
+    ) -> None:
         self.model = model
         self.store = store
         self.method = method
+        self.fail_closed = fail_closed  # raise when memory is unavailable, instead of a flagged fallback
         self.keys = [str(k) for k in site_keys(method.site, method.layers)] if method.steers else []
         self._norms: dict[str, float] | None = None
 
@@ -74,7 +77,7 @@ class Steerer:
             self._norms = reference_norms(self.model)
         return self._norms
 
-    def decide(self, user_id: str | None, request: str, *, fail_closed: bool = False) -> SteeringDecision:
+    def decide(self, user_id: str | None, request: str) -> SteeringDecision:
         """The steering for this request; with `fail_closed`, a store error raises."""
         method = self.method
         if not method.steers:
@@ -91,7 +94,7 @@ class Steerer:
                 half_life_days=method.half_life_days,
             )
         except Exception as error:  # the store is down or corrupt: never crash the request
-            if fail_closed:
+            if self.fail_closed:
                 raise
             log.warning("memory unavailable, answering unsteered: %s", error)
             return SteeringDecision(False, f"memory unavailable ({type(error).__name__}: {error})",

@@ -7,44 +7,43 @@
     vector = scale(vector, 0.1, mode="relative", reference_norms=reference_norms(model))
     with steer(model, vector):                # or a list: one vector (or None) per batch row
         model.model.generate(...)
+
+Names load on first use, so `fints --help` does not pay for importing torch.
 """
 
-from steering.aggregate import aggregate, attention_weights, clip_norm, scale
-from steering.apply import POSITION_CHOICES, SteeringNotAppliedError, SteeringRun, site_map_of, steer
-from steering.calibrate import measure_norms, reference_norms
-from steering.extract import ContrastPair, encode_with_answer, extract_vectors, mean_answer_activations
-from steering.model import DEFAULT_MODEL, LoadedModel, ModelNotFoundError, load_model
-from steering.sites import FAMILIES, SITE_CHOICES, SITES, SiteError, SiteKey, SiteMap, expand_sites, site_keys
-from steering.vectors import SteeringVector, VectorError
+from steering.lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "FAMILIES",
-    "POSITION_CHOICES",
-    "SITES",
-    "SITE_CHOICES",
-    "ContrastPair",
-    "LoadedModel",
-    "ModelNotFoundError",
-    "SiteError",
-    "SiteKey",
-    "SiteMap",
-    "SteeringNotAppliedError",
-    "SteeringRun",
-    "SteeringVector",
-    "VectorError",
-    "aggregate",
-    "attention_weights",
-    "clip_norm",
-    "encode_with_answer",
-    "expand_sites",
-    "extract_vectors",
-    "load_model",
-    "mean_answer_activations",
-    "measure_norms",
-    "reference_norms",
-    "scale",
-    "site_keys",
-    "site_map_of",
-    "steer",
-]
+_EXPORTS = {
+    "aggregate": "steering.aggregate",
+    "attention_weights": "steering.aggregate",
+    "clip_norm": "steering.aggregate",
+    "scale": "steering.aggregate",
+    "POSITION_CHOICES": "steering.apply",
+    "SteeringNotAppliedError": "steering.apply",
+    "SteeringRun": "steering.apply",
+    "site_map_of": "steering.apply",
+    "steer": "steering.apply",
+    "measure_norms": "steering.calibrate",
+    "reference_norms": "steering.calibrate",
+    "ContrastPair": "steering.extract",
+    "encode_with_answer": "steering.extract",
+    "extract_vectors": "steering.extract",
+    "mean_answer_activations": "steering.extract",
+    "DEFAULT_MODEL": "steering.model",
+    "LoadedModel": "steering.model",
+    "ModelNotFoundError": "steering.model",
+    "load_model": "steering.model",
+    "FAMILIES": "steering.sites",
+    "SITE_CHOICES": "steering.sites",
+    "SITES": "steering.sites",
+    "SiteError": "steering.sites",
+    "SiteKey": "steering.sites",
+    "SiteMap": "steering.sites",
+    "expand_sites": "steering.sites",
+    "site_keys": "steering.sites",
+    "SteeringVector": "steering.vectors",
+    "VectorError": "steering.vectors",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

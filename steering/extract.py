@@ -45,19 +45,30 @@ def mean_answer_activations(
     model: LoadedModel,
     texts: Sequence[tuple[str, str]],
     keys: Sequence[SiteKey],
+    *,
+    reuse_prefix: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Mean activation over answer tokens, per site key: {key: (len(texts), hidden)}."""
+    """Mean activation over answer tokens, per site key: {key: (len(texts), hidden)}.
+
+    The token prefix all texts share (the prompt's instructions) is run once and
+    reused from `model.prefixes`; only the rest of each text is computed here.
+    """
     tokenizer = model.tokenizer
     encoded = [encode_with_answer(tokenizer, prompt, answer) for prompt, answer in texts]
-    width = max(len(ids) for ids, _ in encoded)
+    rows = [ids for ids, _ in encoded]
+    limit = min(start for _, start in encoded)
+    shared = model.prefixes.shared_length(rows, limit) if reuse_prefix else 0
+    width = max(len(ids) for ids in rows) - shared
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(encoded), width), dtype=torch.long)
-    answer_mask = torch.zeros((len(encoded), width), dtype=torch.bool)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), shared + width), dtype=torch.long)
+    attention[:, :shared] = 1
+    answer_mask = torch.zeros((len(rows), width), dtype=torch.bool)
     for row, (ids, start) in enumerate(encoded):  # right padding: positions stay 0..n-1
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention[row, : len(ids)] = 1
-        answer_mask[row, start : len(ids)] = True
+        rest = ids[shared:]
+        input_ids[row, : len(rest)] = torch.tensor(rest)
+        attention[row, shared : shared + len(rest)] = 1
+        answer_mask[row, start - shared : len(rest)] = True
     device = model.device
     weights = answer_mask.to(device, torch.float32)
     weights = weights / weights.sum(dim=1, keepdim=True)
@@ -72,8 +83,11 @@ def mean_answer_activations(
         return hook
 
     hooks = [(sites.module(key), reader(str(key))) for key in keys]
-    with model.lock, torch.no_grad(), hooked(hooks):
-        model.model(input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=False)
+    with model.lock, torch.no_grad():
+        cache = model.prefixes.copy_for(model.model, rows[0][:shared], len(rows)) if shared else None
+        with hooked(hooks):
+            model.model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                        past_key_values=cache, use_cache=cache is not None)
     return means
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from steering.prefix import PrefixCache
+
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -45,6 +47,7 @@ class LoadedModel:
     # One forward at a time per model: steering hooks live on the shared modules for the
     # length of a request, so a concurrent unsteered call would otherwise see them.
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    prefixes: PrefixCache = field(default_factory=lambda: PrefixCache(), repr=False, compare=False)
 
     @property
     def config(self) -> Any:

@@ -174,3 +174,32 @@ def test_chat_template_is_used_when_the_tokenizer_has_one(loaded) -> None:
     chat_model.loaded.tokenizer = tokenizer
     message = chat_model.bind_tools([find_items], tool_choice="any").invoke("find shoes")
     assert message.tool_calls[0]["name"] == "find_items"
+
+
+def test_reusing_the_shared_prefix_changes_no_decision(loaded) -> None:
+    """The instructions every prompt shares are computed once (unsteered) and reused;
+    decisions must be the same as computing every prompt in full."""
+    conversations = [[("human", "find running shoes")], [("human", "stop now please")], [("human", "x")]]
+    vectors = [vector(loaded, 3, scale=5.0), None, vector(loaded, 4, scale=5.0)]
+    tools = [find_items, end_session]
+    reused = SteeredChatModel(loaded=loaded, max_new_tokens=48, max_string_length=8, max_array_items=2)
+    full = SteeredChatModel(loaded=loaded, max_new_tokens=48, max_string_length=8, max_array_items=2,
+                            reuse_prefix=False)
+    misses, hits = loaded.prefixes.misses, loaded.prefixes.hits
+    for convs, vecs in ((conversations, vectors), (conversations[:1], vectors[:1]),
+                        (conversations[1:2], vectors[1:2])):
+        a = reused.generate_batch(convs, steering=vecs, tools=tools, tool_choice="any")
+        b = full.generate_batch(convs, steering=vecs, tools=tools, tool_choice="any")
+        assert [m.tool_calls[0] | {"id": ""} for m in a] == [m.tool_calls[0] | {"id": ""} for m in b]
+    # the instructions are computed at most once, then reused by the later calls
+    assert loaded.prefixes.misses <= misses + 1 and loaded.prefixes.hits >= hits + 2
+
+
+def test_pack_rows_puts_padding_between_prefix_and_tail() -> None:
+    from agent.chat_model import pack_rows
+
+    ids, mask = pack_rows([[1] * 9 + [5, 6], [1] * 9 + [7]], pad=0, shared=9)
+    assert ids.tolist() == [[1] * 9 + [5, 6], [1] * 9 + [0, 7]]
+    assert mask.tolist() == [[1] * 11, [1] * 9 + [0, 1]]
+    ids, mask = pack_rows([[3, 4], [5]], pad=0)
+    assert ids.tolist() == [[3, 4], [0, 5]]

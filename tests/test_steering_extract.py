@@ -77,3 +77,28 @@ def test_mean_activations_shapes():
     loaded = tiny_model("gemma3")
     means = mean_answer_activations(loaded, [("a b", " c"), ("d", " e f g")], site_keys("whole", [0]))
     assert means["whole.0"].shape == (2, 32)
+
+
+@pytest.mark.parametrize("family", ["gemma3", "llama", "gpt2"])
+def test_reusing_the_shared_prefix_gives_the_same_vectors(family):
+    loaded = tiny_model(family)
+    head = "Tools: search_product_by_query, get_recommendations_by_history, add_product_review.\n" * 2
+    texts = [(head + "Request: a gift for my sister\nCall:", " get_recommendations_by_history"),
+             (head + "Request: write that the blender broke\nCall:", " add_product_review"),
+             (head + "Request: x\nCall:", " search_product_by_query with a longer tail")]
+    keys = site_keys("attn+mlp", [0, 1])
+    fresh = mean_answer_activations(loaded, texts, keys, reuse_prefix=False)
+    for _ in range(3):  # nothing to compare with, then a miss, then a hit on the stored prefix
+        reused = mean_answer_activations(loaded, texts, keys)
+        for key in fresh:
+            assert torch.allclose(reused[key], fresh[key], atol=1e-5)
+    assert loaded.prefixes.misses == 1 and loaded.prefixes.hits == 1
+
+
+def test_shared_prefix_length_leaves_a_token_per_row():
+    from steering.prefix import shared_prefix_length
+
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 9]]) == 1
+    assert shared_prefix_length([[5, 2], [1, 2]]) == 0
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 4]], limit=2) == 2

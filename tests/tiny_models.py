@@ -72,7 +72,7 @@ def config(family: str):
                                 num_attention_heads=4, num_key_value_heads=2, head_dim=8,
                                 sliding_window=16, **common)
     if family == "gpt2":
-        return GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128, vocab_size=VOCAB,
+        return GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=512, vocab_size=VOCAB,
                           bos_token_id=1, eos_token_id=2)
     raise ValueError(family)
 

@@ -5,50 +5,34 @@ implicit ways; `load_dataset` reads and validates any set (generated or imported
 `import_pwab` converts real PersonalWAB files. `tools.data.stats.dataset_stats`
 (kept out of this module so importing it stays light) measures how much
 personalization matters on a set.
+Names load on first use, so `fints --help` stays fast.
 """
 
-from tools.data.generate import generate_dataset
-from tools.data.importer import import_pwab
-from tools.data.records import (
-    PROFILE_KEYS,
-    TASK_TYPES,
-    TOOL_FOR_TYPE,
-    GoldCall,
-    HiddenPreferences,
-    HistoryRequest,
-    Interaction,
-    Manifest,
-    Mode,
-    Product,
-    ProfileRecord,
-    Review,
-    Target,
-    Task,
-    UserProfile,
-    Voice,
-)
-from tools.data.store import DataError, Dataset, load_dataset
+from steering.lazy import lazy_exports
 
-__all__ = [
-    "PROFILE_KEYS",
-    "TASK_TYPES",
-    "TOOL_FOR_TYPE",
-    "DataError",
-    "Dataset",
-    "GoldCall",
-    "HiddenPreferences",
-    "HistoryRequest",
-    "Interaction",
-    "Manifest",
-    "Mode",
-    "Product",
-    "ProfileRecord",
-    "Review",
-    "Target",
-    "Task",
-    "UserProfile",
-    "Voice",
-    "generate_dataset",
-    "import_pwab",
-    "load_dataset",
-]
+_EXPORTS = {
+    "generate_dataset": "tools.data.generate",
+    "import_pwab": "tools.data.importer",
+    "DataError": "tools.data.store",
+    "Dataset": "tools.data.store",
+    "load_dataset": "tools.data.store",
+    "PROFILE_KEYS": "tools.data.records",
+    "TASK_TYPES": "tools.data.records",
+    "TOOL_FOR_TYPE": "tools.data.records",
+    "GoldCall": "tools.data.records",
+    "HiddenPreferences": "tools.data.records",
+    "HistoryRequest": "tools.data.records",
+    "Interaction": "tools.data.records",
+    "Manifest": "tools.data.records",
+    "Mode": "tools.data.records",
+    "Product": "tools.data.records",
+    "ProfileRecord": "tools.data.records",
+    "Review": "tools.data.records",
+    "Target": "tools.data.records",
+    "Task": "tools.data.records",
+    "UserProfile": "tools.data.records",
+    "Voice": "tools.data.records",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,103 @@
+"""`fints demo`: the same implicit request from two users with opposite habits, answered
+unsteered and steered side by side, and the memory growing after each request.
+
+Everything it needs is made on the spot when missing (data set, shop, memory), so it
+runs on a fresh machine with nothing but the installed packages.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+TOOL_FOR_TYPE = {
+    "search": "search_product_by_query",
+    "recommend": "get_recommendations_by_history",
+    "review": "add_product_review",
+}
+DEMO_HISTORY = 20  # history items per demo user turned into memory entries
+
+
+def pick_users(dataset: Any) -> tuple[str, str, str]:
+    """Two users who phrase requests the same way but mean different tools by it, and a
+    request of the first one: (user who means recommend, user who means search, request)."""
+    hidden = dataset.hidden
+    single = {u: h for u, h in hidden.items() if len(h.modes) == 1 and not h.sparse and not h.drift_timestamp}
+    for user_a, prefs_a in sorted(single.items()):
+        family = prefs_a.modes[0].asking["recommend"]
+        for user_b, prefs_b in sorted(single.items()):
+            if user_b != user_a and prefs_b.modes[0].asking["search"] == family:
+                request = next((t.task for t in dataset.test if t.user_id == user_a and t.type == "recommend"), None)
+                if request:
+                    return user_a, user_b, request
+    raise RuntimeError("the data set has no two users with opposite habits; generate more users")
+
+
+def ensure_data(data: Path, users: int) -> None:
+    from tools.data import generate_dataset
+
+    if (data / "products.json").is_file():
+        return
+    print(f"Generating the demo data set ({users} users) in {data} ...")
+    generate_dataset(data, users=users, seed=0)
+
+
+def ensure_memory(agent: Any, users: list[str]) -> None:
+    from memory.build import build_memory, past_interactions
+
+    missing = [u for u in users if agent.store.count(u) == 0]
+    if not missing:
+        return
+    print(f"Building steering memory for {len(missing)} users (once) ...")
+    items = past_interactions(agent.dataset, missing, max_history=DEMO_HISTORY, embedder=agent.embedder)
+    build_memory(agent.store, items, agent.extract_pairs, formatter=agent.formatter, progress=True)
+
+
+def run_demo(data: Path, *, store: str, model: str | None = None, users: int = 200) -> int:
+    from agent.commands import describe_steering
+    from agent.methods import parse_method
+    from agent.runtime import AgentConfig, FintsAgent
+    from tools.data import load_dataset
+
+    ensure_data(data, users)
+    user_a, user_b, request = pick_users(load_dataset(data))
+    with FintsAgent.open(AgentConfig(data_dir=data, model=model, store=store)) as agent:
+        ensure_memory(agent, [user_a, user_b])
+        zero_shot = parse_method("zero-shot")
+        steered = agent.method
+        print(f"\nThe same request from two users: {request!r}")
+        print(f"  {user_a} habitually means: recommendations from their history")
+        print(f"  {user_b} habitually means: a search\n")
+        rows = []
+        for user, wanted in tqdm([(user_a, "recommend"), (user_b, "search")], desc="deciding"):
+            plain = agent.decide(user, request, method=zero_shot)
+            steer = agent.decide(user, request, method=steered)
+            rows.append((user, wanted, plain, steer))
+        for user, wanted, plain, steer in rows:
+            print(f"{user}  (wants {wanted}: {TOOL_FOR_TYPE[wanted]})")
+            print(f"  unsteered: {_call_text(plain.call)}")
+            print(f"  steered:   {_call_text(steer.call)}   [{steered.name}]")
+            print(f"             steering: {describe_steering(steer.steering)}")
+        print("\nCompleted requests add entries to memory (the memory node, in the background):")
+        for user in (user_a, user_b):
+            before = agent.store.count(user)
+            result = agent.run(user, request)
+            agent.flush_memory(timeout=300)
+            after = agent.store.count(user)
+            print(f"  {user}: ran {_call_text(result.call)} -> {len(result.asins)} products; "
+                  f"memory entries {before} -> {after}")
+        correct = sum(s.call is not None and s.call["name"] == TOOL_FOR_TYPE[w] for _, w, _, s in rows)
+        print(f"\nSteered decisions matching the user's habit: {correct}/2")
+    sys.stdout.flush()
+    return 0
+
+
+def _call_text(call: dict | None) -> str:
+    if call is None:
+        return "(no valid call)"
+    args = json.dumps(call["args"], ensure_ascii=False)
+    return f"{call['name']}({args[:80] + ('...' if len(args) > 80 else '')})"
