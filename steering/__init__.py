@@ -14,10 +14,10 @@ Names load on first use, so `fints --help` does not pay for importing torch.
 from steering.lazy import lazy_exports
 
 _EXPORTS = {
-    "aggregate": "steering.aggregate",
-    "attention_weights": "steering.aggregate",
-    "clip_norm": "steering.aggregate",
-    "scale": "steering.aggregate",
+    "aggregate": "steering.aggregation",
+    "attention_weights": "steering.aggregation",
+    "clip_norm": "steering.aggregation",
+    "scale": "steering.aggregation",
     "POSITION_CHOICES": "steering.apply",
     "SteeringNotAppliedError": "steering.apply",
     "SteeringRun": "steering.apply",
