@@ -162,7 +162,7 @@ def user_vector(model: Any, store: Any, user: str, request: str, settings: Setti
     import torch
 
     from steering import SteeringVector, reference_norms
-    from steering.aggregate import aggregate, scale  # the function, not the submodule of that name
+    from steering import aggregate, scale
 
     found = store.retrieve(user, request, k=settings.top_k, threshold=settings.threshold)
     if found.abstained:
