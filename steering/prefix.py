@@ -57,7 +57,15 @@ class PrefixCache:
         if previous is None:
             return 0
         length = shared_prefix_length([*rows, previous + [-1]], limit)
-        return length if length >= MIN_PREFIX else 0
+        if length < MIN_PREFIX:
+            return 0
+        # A stored prefix inside the shared part is reused as it is: the shared part can
+        # run a token into the requests (two requests may start alike) and must not
+        # make a new entry each time.
+        head = tuple(rows[0][:length])
+        with self._lock:
+            stored = [len(key) for key in self._entries if len(key) >= MIN_PREFIX and head[: len(key)] == key]
+        return max(stored) if stored else length
 
     def copy_for(self, model: torch.nn.Module, prefix: Sequence[int], batch: int) -> Any:
         """A cache holding `prefix` for `batch` rows, safe to extend (it is a copy).

@@ -185,14 +185,16 @@ def test_reusing_the_shared_prefix_changes_no_decision(loaded) -> None:
     reused = SteeredChatModel(loaded=loaded, max_new_tokens=48, max_string_length=8, max_array_items=2)
     full = SteeredChatModel(loaded=loaded, max_new_tokens=48, max_string_length=8, max_array_items=2,
                             reuse_prefix=False)
-    misses, hits = loaded.prefixes.misses, loaded.prefixes.hits
-    for convs, vecs in ((conversations, vectors), (conversations[:1], vectors[:1]),
-                        (conversations[1:2], vectors[1:2])):
+    from steering.prefix import PrefixCache
+
+    loaded.prefixes = PrefixCache()  # start from nothing: no previous prompt to compare with
+    for convs, vecs in ((conversations, vectors), (conversations[1:2], vectors[1:2]),
+                        (conversations[2:], vectors[2:])):
         a = reused.generate_batch(convs, steering=vecs, tools=tools, tool_choice="any")
         b = full.generate_batch(convs, steering=vecs, tools=tools, tool_choice="any")
         assert [m.tool_calls[0] | {"id": ""} for m in a] == [m.tool_calls[0] | {"id": ""} for m in b]
-    # the instructions are computed at most once, then reused by the later calls
-    assert loaded.prefixes.misses <= misses + 1 and loaded.prefixes.hits >= hits + 2
+    # first call: nothing to compare with; second: the instructions are computed; third: reused
+    assert (loaded.prefixes.misses, loaded.prefixes.hits) == (1, 1)
 
 
 def test_pack_rows_puts_padding_between_prefix_and_tail() -> None:
