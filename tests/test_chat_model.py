@@ -182,9 +182,9 @@ def test_reusing_the_shared_prefix_changes_no_decision(loaded) -> None:
     conversations = [[("human", "find running shoes")], [("human", "stop now please")], [("human", "x")]]
     vectors = [vector(loaded, 3, scale=5.0), None, vector(loaded, 4, scale=5.0)]
     tools = [find_items, end_session]
-    reused = SteeredChatModel(loaded=loaded, max_new_tokens=48, max_string_length=8, max_array_items=2)
-    full = SteeredChatModel(loaded=loaded, max_new_tokens=48, max_string_length=8, max_array_items=2,
-                            reuse_prefix=False)
+    reused = SteeredChatModel(loaded=loaded, max_new_tokens=48, max_string_length=8, max_array_items=2,
+                              reuse_prefix=True)
+    full = SteeredChatModel(loaded=loaded, max_new_tokens=48, max_string_length=8, max_array_items=2)
     from steering.prefix import PrefixCache
 
     loaded.prefixes = PrefixCache()  # start from nothing: no previous prompt to compare with
