@@ -13,7 +13,7 @@ import pytest
 from evals.report import validate_report
 from tools.data import generate_dataset
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.eval_smoke]
 
 
 @pytest.fixture(scope="module")
