@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
 import torch
@@ -61,11 +61,11 @@ class AgentDeps:
     model_id: str
     hidden_size: int
     prompt_memory: PromptMemory | None = None
-    memory_writer: Any | None = None  # memory.online.OnlineWriter
-    negative_call: Callable[[str], tuple[str, dict]] | None = None
+    # memory.online.OnlineWriter; it computes the unpersonalized negative on its own
+    # thread (negative_for), so the memory node never generates on the user's time.
+    memory_writer: Any | None = None
     max_steps: int = 6
     system_prompt: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def build_graph(deps: AgentDeps, checkpointer: Any | None = None):
@@ -192,10 +192,8 @@ def memory_node(state: AgentState, config: RunnableConfig, deps: AgentDeps) -> d
             return {"memory": {"queued": False, "reason": "nothing accepted or no memory writer"}}
         from memory.online import Episode
 
-        negative = deps.negative_call(state["request"]) if deps.negative_call else None
         queued = deps.memory_writer.submit(Episode(
             state["user_id"], state["request"], accepted["name"], dict(accepted["args"]),
-            negative=negative,
         ))
         return {"memory": {"queued": bool(queued), "tool": accepted["name"]}}
     except Exception as error:  # logged, never raised: the answer is already made

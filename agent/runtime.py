@@ -232,7 +232,7 @@ class FintsAgent:
                 tools=self.tool_specs(track), steerer=self.steerer(chosen), method=chosen,
                 model_id=self.loaded.model_id, hidden_size=self.loaded.hidden_size,
                 prompt_memory=self.prompt_memory, memory_writer=self.writer,
-                negative_call=None, max_steps=self.max_steps,
+                max_steps=self.max_steps,
             )
             from langgraph.checkpoint.memory import InMemorySaver
 

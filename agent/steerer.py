@@ -116,7 +116,8 @@ class Steerer:
         vectors = [clip_norm(v, bounds) for v in vectors]
         weights = [float(w) for w in found.weights]
         combined = aggregate(vectors, method=method.aggregation, weights=weights)  # type: ignore[arg-type]
-        units = {key: sum(v.norms()[key] for v in vectors) / len(vectors) for key in self.keys}
+        entry_norms = [v.norms() for v in vectors]
+        units = {key: sum(n[key] for n in entry_norms) / len(vectors) for key in self.keys}
         sized = scale(combined, method.alpha, mode=method.strength,  # type: ignore[arg-type]
                       reference_norms=self.norms, unit_norms=units)
         shown = weights if method.aggregation == "attentive" else [1.0 / len(vectors)] * len(vectors)
