@@ -47,6 +47,10 @@ VECTORS_HNSW = {"space": "l2", "ef_construction": 8, "max_neighbors": 4, "ef_sea
 # In server mode another client may be between "vectors written" and "key written";
 # only vectors orphaned for longer than this are treated as left over from a crash.
 ORPHAN_GRACE_S = 600.0
+# A Chroma server may answer a read with an InternalError while another client's first
+# write to a collection is still being flushed ("Error creating hnsw segment reader:
+# Nothing found on disk"). Reads are idempotent, so they are tried again after a pause.
+READ_RETRIES = (0.05, 0.2, 0.5, 1.0, 2.0)
 
 
 class StoreError(RuntimeError):
@@ -102,6 +106,19 @@ def _reopens_if_rebuilt(method):
             return method(self, *args, **kwargs)
 
     return run
+
+
+def _get(collection, **query) -> dict:
+    """`collection.get`, tried again when the server reports a transient internal error."""
+    from chromadb.errors import InternalError
+
+    for pause in READ_RETRIES:
+        try:
+            return collection.get(**query)
+        except InternalError as error:
+            log.warning("memory: read failed (%s); retrying in %.2f s", error, pause)
+            time.sleep(pause)
+    return collection.get(**query)
 
 
 def _chunks(items: list, size: int = BATCH) -> Iterator[list]:
@@ -363,7 +380,7 @@ class MemoryStore:
         """Which of these entry ids the store already holds."""
         found: set[str] = set()
         for chunk in _chunks(ids):
-            found.update(self._keys.get(ids=chunk, include=[])["ids"])
+            found.update(_get(self._keys, ids=chunk, include=[])["ids"])
         return found
 
     def _write_vectors(self, entries: list[MemoryEntry]) -> None:
@@ -412,7 +429,7 @@ class MemoryStore:
         deleted = 0
         self._key_cache.clear()
         for chunk in _chunks(list(entry_ids)):
-            got = self._keys.get(ids=chunk, include=["metadatas"])
+            got = _get(self._keys, ids=chunk, include=["metadatas"])
             self._keys.delete(ids=chunk)
             deleted += len(got["ids"])
             self._vectors.delete(where={"entry_id": {"$in": chunk}})
@@ -464,7 +481,7 @@ class MemoryStore:
         merged: dict[str, list] = {"ids": [], **{name: [] for name in include}}
         offset = 0
         while True:
-            page = collection.get(where=where, include=include, limit=BATCH, offset=offset)
+            page = _get(collection, where=where, include=include, limit=BATCH, offset=offset)
             merged["ids"].extend(page["ids"])
             for name in include:
                 values = page[name]
@@ -546,7 +563,7 @@ class MemoryStore:
     def _assemble(self, user_id, rows, query, temperature, half_life_days, now) -> Retrieval:
         wanted = [vid for eid, _, meta, _ in rows
                   for vid in _vector_ids(eid, meta["vector_keys"].split(","))]
-        got = self._vectors.get(ids=wanted, include=["embeddings", "metadatas"])
+        got = _get(self._vectors, ids=wanted, include=["embeddings", "metadatas"])
         by_id = {
             vid: np.asarray(emb, np.float32)
             for vid, emb, meta in zip(got["ids"], got["embeddings"], got["metadatas"])

@@ -101,3 +101,34 @@ def test_a_client_sees_another_clients_writes(server):
     assert reader.retrieve("alice", query_embedding=probe).entry_ids[0] == "m-newer"
     reader.add(random_entries(["carol"], 2, HIDDEN, seed=26))
     assert writer.count() == 6
+
+
+class _FlakyCollection:
+    """Answers like a Chroma server whose segment is still being flushed, then recovers."""
+
+    def __init__(self, failures: int):
+        self.failures = failures
+        self.calls = 0
+
+    def get(self, **query):
+        from chromadb.errors import InternalError
+
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise InternalError("Error creating hnsw segment reader: Nothing found on disk")
+        return {"ids": ["e1"], "query": query}
+
+
+def test_a_transient_server_read_error_is_retried_and_a_lasting_one_raised(monkeypatch):
+    from chromadb.errors import InternalError
+
+    from memory import store
+
+    monkeypatch.setattr(store, "READ_RETRIES", (0.0, 0.0, 0.0))
+    flaky = _FlakyCollection(failures=2)
+    assert store._get(flaky, ids=["e1"])["ids"] == ["e1"]
+    assert flaky.calls == 3
+    broken = _FlakyCollection(failures=10)
+    with pytest.raises(InternalError):
+        store._get(broken, ids=["e1"])
+    assert broken.calls == 4
