@@ -14,6 +14,7 @@ with one vector per row (`generate_batch`).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -29,12 +30,18 @@ from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr
+from transformers import StoppingCriteria
 
 from agent.grammar import GrammarCache, GrammarRows, tool_parameters
 from agent.prompt import Template, format_tools, render_prompt, resolve_template
 from steering import LoadedModel, SteeringVector, load_model, steer
 
-Positions = Literal["all", "prompt", "generated"]
+# Where steering is added: every position, only the prompt, only generated tokens, or
+# "decision": the prompt and the generated tokens up to the end of the tool's name, so
+# the vector picks the tool and the arguments are written unsteered.
+Positions = Literal["all", "prompt", "generated", "decision"]
+NAME_WRITTEN = re.compile(r'"name"\s*:\s*"([^"]*)"')
+NAME_BUDGET = 64  # tokens for `{"name":"<tool>"`; rows stop as soon as their name is written
 CALL_KWARGS = ("steering", "steering_positions", "max_new_tokens")
 
 
@@ -233,7 +240,12 @@ class SteeredChatModel(BaseChatModel):
         max_new_tokens: int | None = None,
     ) -> list[AIMessage]:
         """One decision per conversation in ONE left-padded batched `generate`, each row
-        steered by its own vector (or None); each row's result equals its own run."""
+        steered by its own vector (or None); each row's result equals its own run.
+
+        With `steering_positions="decision"` the steered model only picks each row's tool
+        (a short steered generate that stops once the name is written); the call is then
+        written unsteered under that tool's grammar, so steering cannot garble arguments.
+        """
         if not conversations:
             return []
         loaded = self.get_loaded()
@@ -243,27 +255,77 @@ class SteeredChatModel(BaseChatModel):
         choice = resolve_tool_choice(specs, tool_choice)
         template = resolve_template(self.template, loaded.tokenizer)
         prompts = [render_prompt(c, specs, tokenizer=loaded.tokenizer, template=template) for c in conversations]
-        state = shared_state(loaded)
-        grammar = None
-        if self.grammar and choice.call_tools:
-            grammar = state.grammars.grammar(
-                choice.call_tools,
-                allow_text=("line" if template == "base" else "turn") if choice.text else None,
-                max_string_length=self.max_string_length,
-                max_array_items=self.max_array_items,
-            )
-        budget = max_new_tokens or self.max_new_tokens
-        stops = list(stop or [])
-        if template == "base" and (grammar is None):
-            stops.append("\n")  # a base-template turn is one line
         tokenizer = loaded.tokenizer
         token_rows = tokenizer(prompts, add_special_tokens=template == "base")["input_ids"]
+        budget = max_new_tokens or self.max_new_tokens
+        stops = list(stop or [])
+        if template == "base" and not (self.grammar and choice.call_tools):
+            stops.append("\n")  # a base-template turn is one line
+        positions = steering_positions or self.steering_positions
+        choices = [choice] * rows
+        if positions == "decision":
+            if vectors is not None and self.grammar and choice.call_tools and not choice.text:
+                picked = self._pick_tools(loaded, token_rows, vectors, choice, template)
+                choices = [_Choice([t for t in choice.call_tools if t["function"]["name"] == name], False)
+                           if name else choice for name in picked]
+                vectors = None
+            positions = "all"  # where a call is not required, "decision" steers everywhere
+        new_tokens, grammar_rows, attention = self._run(
+            loaded, token_rows, vectors, choices, template, budget, stops, positions
+        )
+        stop_ids = shared_state(loaded).grammars.stop_token_ids
+        messages = []
+        for row in range(rows):
+            ids = _trim(new_tokens[row].tolist(), tokenizer.pad_token_id, stop_ids)
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            finished = grammar_rows.completed[row] if grammar_rows is not None else len(ids) < budget
+            messages.append(_message(
+                text, specs, choice, finished=finished, stops=stops, budget=budget,
+                usage=(int(attention[row].sum()), len(ids)), model_id=loaded.model_id,
+            ))
+        return messages
+
+    def _pick_tools(
+        self, loaded: LoadedModel, token_rows: list[list[int]], vectors: list[SteeringVector | None],
+        choice: _Choice, template: str,
+    ) -> list[str | None]:
+        """Each row's tool name as the steered model writes it (None if it wrote none)."""
+        calls_only = _Choice(choice.call_tools, False)
+        new_tokens, _, _ = self._run(loaded, token_rows, vectors, [calls_only] * len(token_rows),
+                                     template, NAME_BUDGET, [], "all", until_named=True)
+        names = {t["function"]["name"] for t in choice.call_tools}
+        picked = []
+        for row in new_tokens.tolist():
+            found = NAME_WRITTEN.search(loaded.tokenizer.decode(row, skip_special_tokens=True))
+            picked.append(found.group(1) if found and found.group(1) in names else None)
+        return picked
+
+    def _grammar(self, state: _Shared, choice: _Choice, template: str) -> Any:
+        if not (self.grammar and choice.call_tools):
+            return None
+        return state.grammars.grammar(
+            choice.call_tools,
+            allow_text=("line" if template == "base" else "turn") if choice.text else None,
+            max_string_length=self.max_string_length,
+            max_array_items=self.max_array_items,
+        )
+
+    def _run(
+        self, loaded: LoadedModel, token_rows: list[list[int]], vectors: list[SteeringVector | None] | None,
+        choices: list[_Choice], template: str, budget: int, stops: list[str], positions: str,
+        *, until_named: bool = False,
+    ) -> tuple[torch.Tensor, GrammarRows | None, torch.Tensor]:
+        """One batched `generate`: (new tokens, grammar state, attention mask)."""
+        state = shared_state(loaded)
+        tokenizer = loaded.tokenizer
+        rows = len(token_rows)
+        grammars = [self._grammar(state, c, template) for c in choices]
         shared = loaded.prefixes.shared_length(token_rows) if self.reuse_prefix else 0
         input_ids, attention = pack_rows(token_rows, tokenizer.pad_token_id, shared)
         input_ids, attention = input_ids.to(loaded.device), attention.to(loaded.device)
         grammar_rows = GrammarRows(
-            [grammar] * rows, state.grammars.vocab_size, [not (choice.text and template == "chat")] * rows
-        ) if grammar is not None else None
+            grammars, state.grammars.vocab_size, [not (c.text and template == "chat") for c in choices]
+        ) if any(g is not None for g in grammars) else None
         options: dict[str, Any] = {
             "max_new_tokens": budget,
             "pad_token_id": tokenizer.pad_token_id,
@@ -274,26 +336,34 @@ class SteeredChatModel(BaseChatModel):
         else:
             options.update(do_sample=False, temperature=None, top_k=None, top_p=None)
         if grammar_rows is not None:
-            options.update(logits_processor=[grammar_rows.processor], stopping_criteria=[grammar_rows.stopper])
+            criteria: list[StoppingCriteria] = [grammar_rows.stopper]
+            if until_named:
+                criteria.append(_NameWritten(grammar_rows, tokenizer, input_ids.shape[1]))
+            options.update(logits_processor=[grammar_rows.processor], stopping_criteria=criteria)
         if stops:
             options.update(stop_strings=stops, tokenizer=tokenizer)
-        positions = steering_positions or self.steering_positions
         with state.lock, loaded.lock, torch.no_grad():
             if shared:  # the shared instructions: computed once per model, never steered
                 options["past_key_values"] = loaded.prefixes.copy_for(loaded.model, token_rows[0][:shared], rows)
             with steer(loaded, vectors, positions=positions):
                 output = loaded.model.generate(input_ids=input_ids, attention_mask=attention, **options)
-        new_tokens = output[:, input_ids.shape[1]:]
-        messages = []
-        for row in range(rows):
-            ids = _trim(new_tokens[row].tolist(), tokenizer.pad_token_id, state.grammars.stop_token_ids)
-            text = tokenizer.decode(ids, skip_special_tokens=True)
-            finished = grammar_rows.completed[row] if grammar_rows is not None else len(ids) < budget
-            messages.append(_message(
-                text, specs, choice, finished=finished, stops=stops, budget=budget,
-                usage=(int(attention[row].sum()), len(ids)), model_id=loaded.model_id,
-            ))
-        return messages
+        return output[:, input_ids.shape[1]:], grammar_rows, attention
+
+
+class _NameWritten(StoppingCriteria):
+    """Ends a row as soon as its tool name is written (the grammar stops checking it)."""
+
+    def __init__(self, rows: GrammarRows, tokenizer: Any, prompt_width: int) -> None:
+        self.rows, self.tokenizer, self.width = rows, tokenizer, prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        named = []
+        for row in range(input_ids.shape[0]):
+            if not self.rows.done[row]:
+                written = self.tokenizer.decode(input_ids[row, self.width:], skip_special_tokens=True)
+                self.rows.done[row] = bool(NAME_WRITTEN.search(written))
+            named.append(self.rows.done[row])
+        return torch.tensor(named, dtype=torch.bool, device=input_ids.device)
 
 
 def pack_rows(rows: list[list[int]], pad: int | None, shared: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

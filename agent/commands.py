@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from agent.methods import DEFAULT_METHOD
+
 DATA_ENV = "FINTS_DATA_DIR"
 
 
@@ -50,7 +52,7 @@ def _agent_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help=f"data set dir (default: ${DATA_ENV} or the demo's)")
     parser.add_argument("--store", default=None, help="memory store dir or http://host:port")
     parser.add_argument("--model", default=None, help="model path (default: bundled Gemma 3 270M)")
-    parser.add_argument("--method", default="steer-attn+mlp-attentive",
+    parser.add_argument("--method", default=DEFAULT_METHOD,
                         help="zero-shot, prompt-k{1,3,5} or steer-{whole,attn,mlp,attn+mlp}-{mean,attentive}")
     parser.add_argument("--browser", action="store_true", help="run the tools in Chromium (Playwright)")
     parser.add_argument("--shop-url", default=None, help="a running shop (default: start one in-process)")

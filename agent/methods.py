@@ -19,6 +19,9 @@ from typing import Any, Literal
 
 Kind = Literal["zero_shot", "prompt_memory", "steering"]
 STEERING_SITES = ("whole", "attn", "mlp", "attn+mlp")
+# The method the agent runs unless told otherwise: on the bundled Gemma 3 270M the whole-
+# layer site is the one that moves tool choice (docs/results.md has the measurements).
+DEFAULT_METHOD = "steer-whole-attentive"
 AGGREGATIONS = ("mean", "attentive")
 PROMPT_KS = (1, 3, 5)
 
@@ -33,9 +36,9 @@ class Method:
     site: str = "attn+mlp"
     aggregation: str = "attentive"
     layers: tuple[int, ...] = (6,)
-    alpha: float = 0.5
+    alpha: float = 0.2
     strength: str = "relative"
-    positions: str = "all"
+    positions: str = "decision"
     top_k: int = 5
     threshold: float = 0.35
     temperature: float = 0.05

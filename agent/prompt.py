@@ -35,10 +35,7 @@ EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
         "Search the shop for Adidas soccer cleats.",
         {"query": "adidas soccer cleats"},
     ),
-    "get_recommendations_by_history": (
-        "Recommend products based on my purchases B00EXAMPLE1 and B00EXAMPLE2.",
-        {"product_sequence": ["B00EXAMPLE1", "B00EXAMPLE2"]},
-    ),
+    "get_recommendations_by_history": ("Suggest products that fit my past orders.", {}),
     "add_product_review": (
         "Post my review of the blender: loud, but it crushes ice well.",
         {"review": "Loud, but it crushes ice well."},
@@ -53,6 +50,18 @@ EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
         {"content": "Which size do you need?"},
     ),
 }
+
+
+def as_written(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A past call's arguments in the form the agent writes them.
+
+    A recommendation from the user's own history leaves `product_sequence` out (the shop
+    fills in the signed-in user's purchases): memory entries and prompt memory record
+    that short form, so what is learnt is the choice of tool, not thirty ASINs.
+    """
+    if name == "get_recommendations_by_history":
+        return {k: v for k, v in arguments.items() if k != "product_sequence"}
+    return dict(arguments)
 
 
 def format_tools(tools: Sequence[Any] | None) -> list[dict[str, Any]]:

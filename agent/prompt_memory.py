@@ -6,12 +6,13 @@ prompt tokens on every request instead of as vectors added in the forward pass.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from agent.prompt import as_written, render_call
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,6 @@ def render_memory(calls: list[PastCall]) -> str:
     """The system-prompt block that shows past calls to the model."""
     lines = ["Past requests of this user and the calls they accepted:"]
     for call in calls:
-        payload = json.dumps({"name": call.tool, "arguments": call.arguments},
-                             separators=(",", ":"), ensure_ascii=False)
+        payload = render_call(call.tool, as_written(call.tool, call.arguments))
         lines.append(f"Request: {call.request}\nCall: {payload}")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from agent.graph import AgentDeps, build_graph, current_request
-from agent.methods import Method, parse_method
+from agent.methods import DEFAULT_METHOD, Method, parse_method
 from agent.prompt_memory import PromptMemory, render_memory
 from agent.steerer import SteeringDecision, Steerer
 
@@ -42,7 +42,7 @@ class AgentConfig:
     data_dir: str | Path
     model: str | None = None
     store: str | None = None
-    method: str = "steer-attn+mlp-attentive"
+    method: str = DEFAULT_METHOD
     transport: Literal["http", "browser"] = "http"
     shop_url: str | None = None
     checkpoint: str | Path | None = None
@@ -107,7 +107,9 @@ class FintsAgent:
         self.fail_closed = fail_closed
         self.chat = SteeredChatModel(loaded=loaded)
         self._review_target: dict[str, str | None] = {}
-        self.tools = make_shop_tools(transport, review_asin=self._review_target.get)
+        self._as_of: dict[str, float | None] = {}
+        self.tools = make_shop_tools(transport, review_asin=self._review_target.get,
+                                     history=self.purchases)
         self.tools_by_name = {tool.name: tool for tool in self.tools}
         self.prompt_memory = PromptMemory.from_dataset(dataset, embedder)
         self.writer = None
@@ -210,14 +212,24 @@ class FintsAgent:
         elapsed = time.perf_counter() - started
         return [_decision(reply, d, elapsed) for reply, d in zip(replies, decisions)]
 
-    def execute(self, call: dict[str, Any], user_id: str, review_asin: str | None = None) -> Any:
-        """Run one call against the shop; returns the tool's `ToolResult`."""
+    def purchases(self, user_id: str) -> list[str]:
+        """The user's purchase history (ASINs, oldest first), up to the time set by
+        `execute(as_of=...)`: what a recommendation names no products falls back to."""
+        as_of = self._as_of.get(user_id)
+        return [item.product_info.parent_asin for item in self.dataset.histories.get(user_id, [])
+                if as_of is None or item.review.timestamp <= as_of]
+
+    def execute(self, call: dict[str, Any], user_id: str, review_asin: str | None = None,
+                as_of: float | None = None) -> Any:
+        """Run one call against the shop; returns the tool's `ToolResult`. `as_of` (a
+        task's timestamp) limits the purchase history to what happened before it."""
         tool = self.tools_by_name.get(call["name"])
         if tool is None:
             from tools import ToolResult
 
             return ToolResult(call["name"], f"Error: unknown tool {call['name']!r}", ok=False)
         self._review_target[user_id] = review_asin
+        self._as_of[user_id] = as_of
         message = tool.invoke({"type": "tool_call", "id": "exec", "name": tool.name,
                                "args": {**call.get("args", {}), "user_id": user_id}})
         return message.artifact
@@ -339,7 +351,7 @@ def call_formatter(loaded: Any, track: str = "single"):
     Memory builds pass this to `memory.build`, so vectors are read from the very prompt
     the model later decides in (tool descriptions and examples included).
     """
-    from agent.prompt import render_call, render_prompt
+    from agent.prompt import as_written, render_call, render_prompt
     from tools import make_shop_tools
 
     names = SINGLE_TURN_TOOLS if track == "single" else MULTI_TURN_TOOLS
@@ -348,6 +360,6 @@ def call_formatter(loaded: Any, track: str = "single"):
 
     def format_call(request: str, tool: str, arguments: dict[str, Any]) -> tuple[str, str]:
         prompt = render_prompt([HumanMessage(request)], specs, tokenizer=loaded.tokenizer, template="auto")
-        return prompt, render_call(tool, arguments)
+        return prompt, render_call(tool, as_written(tool, arguments))
 
     return format_call

@@ -13,6 +13,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from agent.methods import DEFAULT_METHOD
+
 
 def register_serve(groups: dict[str, argparse._SubParsersAction]) -> None:
     """`fints serve` and `fints bench serve` (called by agent/commands.py)."""
@@ -30,7 +32,7 @@ def add_agent_arguments(parser: argparse.ArgumentParser, data_required: bool = T
     parser.add_argument("--data", required=data_required, help="data set directory (fints shop generate)")
     parser.add_argument("--store", default=None, help="memory store dir or http://host:port of `chroma run`")
     parser.add_argument("--model", default=None, help="model path (default: bundled Gemma 3 270M)")
-    parser.add_argument("--method", default="steer-attn+mlp-attentive", help="default method")
+    parser.add_argument("--method", default=DEFAULT_METHOD, help=f"default method ({DEFAULT_METHOD})")
     parser.add_argument("--checkpoint", default=None, help="SQLite path or postgresql:// URL for checkpoints")
     parser.add_argument("--shop-url", default=None, help="a running shop (default: start one in-process)")
     parser.add_argument("--max-batch", type=int, default=8, help="requests decided in one generate")

@@ -9,10 +9,12 @@ import json
 import statistics
 import tempfile
 import time
+
+from agent.methods import DEFAULT_METHOD
 from pathlib import Path
 from typing import Any
 
-BENCH_METHODS = ("zero-shot", "prompt-k5", "steer-attn+mlp-attentive")
+BENCH_METHODS = ("zero-shot", "prompt-k5", "steer-attn+mlp-attentive", DEFAULT_METHOD)
 TARGETS = {"steer_vs_zero_shot": 1.05, "steer_vs_prompt_k5": 0.6}
 
 

@@ -25,7 +25,8 @@ def score_executed(agent: Any, task: Task, call: dict | None) -> tuple[float, fl
         return outcome.function_acc, outcome.result_acc
     try:
         result = agent.execute(call, user_id=task.user_id,
-                               review_asin=task.target.product_info.parent_asin)
+                               review_asin=task.target.product_info.parent_asin,
+                               as_of=task.timestamp)
     except Exception:  # arguments the tool's schema refuses: the right tool, no result
         result = None
     ok = result is not None and result.ok

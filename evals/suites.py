@@ -20,7 +20,7 @@ class Suite:
 
 SMOKE = Suite(
     name="smoke", users=4, tasks_per_user=5,
-    methods=("zero-shot", "prompt-k3", "steer-attn+mlp-attentive", "steer-whole-mean"),
+    methods=("zero-shot", "prompt-k3", "steer-whole-attentive", "steer-attn+mlp-attentive"),
     tracks=("single",), multi_users=2, experiments=(), max_history=4,
 )
 FULL = Suite(

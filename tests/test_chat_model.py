@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from agent.chat_model import SteeredChatModel
+from agent.chat_model import NAME_WRITTEN, SteeredChatModel
 from agent.prompt import CUE, render_call, render_prompt
 from steering import SteeringVector
 from tests.tiny_models import tiny_model
@@ -135,6 +135,32 @@ def test_batch_rows_equal_their_single_runs(model, loaded) -> None:
         assert together.tool_calls[0] | {"id": ""} == alone.tool_calls[0] | {"id": ""}
     with pytest.raises(ValueError, match="2 steering vectors for 3"):
         model.generate_batch(conversations, steering=vectors[:2], tools=tools)
+
+
+def written_name(message: AIMessage) -> str | None:
+    """The tool a message names, even when the rest of its call is malformed."""
+    if message.tool_calls:
+        return message.tool_calls[0]["name"]
+    found = NAME_WRITTEN.search(str(message.invalid_tool_calls[0]["args"]))
+    return found.group(1) if found else None
+
+
+def test_decision_positions_steer_the_tool_and_leave_the_arguments_unsteered(model, loaded) -> None:
+    tools = [find_items, double, end_session]
+    requests = [[("human", f"please help with item {i}")] for i in range(8)]
+    vectors = [vector(loaded, 10 + i, scale=60.0) for i in range(len(requests))]
+    plain = model.generate_batch(requests, tools=tools, tool_choice="any")
+    decided = model.generate_batch(requests, steering=vectors, tools=tools, tool_choice="any",
+                                   steering_positions="decision")
+    everywhere = model.generate_batch(requests, steering=vectors, tools=tools, tool_choice="any")
+    names = [m.tool_calls[0]["name"] for m in decided]
+    # the tool is the one the fully steered model names (its call may be garbled later) ...
+    assert names == [written_name(m) for m in everywhere]
+    assert names != [m.tool_calls[0]["name"] for m in plain]  # ... which steering changed
+    # ... and the arguments are what the unsteered model writes for that tool
+    for request, name, message in zip(requests, names, decided):
+        (alone,) = model.generate_batch([request], tools=tools, tool_choice=name)
+        assert message.tool_calls[0]["args"] == alone.tool_calls[0]["args"]
 
 
 def test_base_prompt_layout() -> None:

@@ -11,7 +11,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-TINY_STEERING = {"layers": [1], "alpha": 8.0, "threshold": 0.2}  # layer 1 exists in the 2-layer tiny models
+# Layer 1 exists in the 2-layer tiny models; "all" positions so that steering visibly
+# changes every part of a call (the plumbing under test), not only the tool name.
+TINY_STEERING = {"layers": [1], "alpha": 8.0, "threshold": 0.2, "positions": "all"}
 MAX_NEW_TOKENS = 12  # tiny random models never finish a call; keep their rambling short
 SITE_KEYS = ("whole.1", "attn.1", "mlp.1")
 MEMORY = {

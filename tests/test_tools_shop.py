@@ -94,7 +94,7 @@ def test_recommend_and_details_tools(http):
         ("search_product_by_query", {"query": "q" * 501}, "at most 500"),
         ("get_product_details_by_asin", {"product_asin": "B0NOSUCH00"}, "B0NOSUCH00"),
         ("get_product_details_by_asin", {"product_asin": "tent"}, "'B0' followed by 8"),
-        ("get_recommendations_by_history", {"product_sequence": []}, "1 to 30 ASINs"),
+        ("get_recommendations_by_history", {"product_sequence": []}, "no purchase history"),
         ("get_recommendations_by_history", {"product_sequence": "B0TENT0001"}, "valid list"),
         ("add_product_review", {"review": ""}, "1 to 5000 characters"),
         ("search_product_by_query", {}, "query: Field required"),
@@ -104,6 +104,18 @@ def test_tool_errors_are_messages_not_exceptions(http, tool, args, expected):
     tools = by_name(make_shop_tools(http, user_id="U_CAMPER01"))
     message = call(tools[tool], **args)
     assert message.content.startswith("Error: ") and expected in message.content
+
+
+def test_a_recommendation_naming_no_products_uses_the_signed_in_users_purchases(http):
+    orders = {"U_CAMPER01": ["B0TENT0001", "B0STOVE004"], "U_NEW": []}
+    tools = by_name(make_shop_tools(http, history=orders.__getitem__))
+    recommend = tools["get_recommendations_by_history"]
+    implied = call(recommend, user_id="U_CAMPER01")
+    named = call(recommend, product_sequence=orders["U_CAMPER01"], user_id="U_CAMPER01")
+    assert implied.artifact.ok and implied.artifact.asins == named.artifact.asins
+    assert "after 2 products" in implied.content
+    nothing = call(recommend, user_id="U_NEW")
+    assert nothing.content.startswith("Error: ") and "no purchases yet" in nothing.content
 
 
 def test_shop_down_is_a_message(tmp_path):

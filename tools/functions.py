@@ -57,7 +57,9 @@ class SearchArgs(BaseModel):
 
 class RecommendArgs(BaseModel):
     product_sequence: list[str] = Field(
-        description=f"ASINs of products the user bought, oldest first, at most {MAX_SEQUENCE}"
+        default_factory=list,
+        description=f"ASINs of products the user bought, oldest first, at most {MAX_SEQUENCE}; "
+        "leave it out to use the signed-in user's purchase history",
     )
     user_id: UserId = None
 
@@ -85,8 +87,8 @@ DESCRIPTIONS = {
     "search_product_by_query": "Search the shop for products matching a query; returns the "
     "top 10 products (BM25 over title, brand, category, features and description).",
     "get_recommendations_by_history": "Recommend products from a sequence of products the "
-    "user interacted with (ASINs in time order, at most 30); returns the top 10 recommended "
-    "products.",
+    "user interacted with (ASINs in time order, at most 30; by default the signed-in user's "
+    "purchase history); returns the top 10 recommended products.",
     "add_product_review": "Write and store a review of a product for the user; returns the "
     "stored review.",
     "get_product_details_by_asin": "Get one product's details (title, store, price, "
@@ -102,6 +104,7 @@ def make_shop_tools(
     user_id: str | None = None,
     review_asin: Callable[[str], str | None] | None = None,
     on_respond: Callable[[str], str] | None = None,
+    history: Callable[[str], list[str]] | None = None,
 ) -> list[BaseTool]:
     """The six PersonalWAB tools over `transport`.
 
@@ -112,6 +115,9 @@ def make_shop_tools(
             (PersonalWAB's review call names no product), or None.
         on_respond: the simulated user's answer to `respond(content)`; without it the tool
             only confirms that the message was sent.
+        history: maps a user id to their purchase history (ASINs, oldest first), used when
+            a recommendation names no products: a shop knows its signed-in customer's
+            orders, and a model cannot be expected to recite thirty ASINs.
     """
 
     def who(state_user: str | None) -> str:
@@ -130,8 +136,16 @@ def make_shop_tools(
         return ToolResult("search_product_by_query", render_products(heading, products),
                           products=products)
 
-    def recommend(product_sequence: list[str], user_id: str | None = None) -> ToolResult:
-        who(user_id)
+    def recommend(product_sequence: list[str] | None = None, user_id: str | None = None) -> ToolResult:
+        user = who(user_id)
+        if not product_sequence:
+            if history is None:
+                raise ShopError("product_sequence is empty and this shop has no purchase "
+                                "history for the user; name the products (ASINs, oldest first)")
+            product_sequence = history(user)[-MAX_SEQUENCE:]
+            if not product_sequence:
+                raise ShopError(f"user {user!r} has no purchases yet; search instead, or name "
+                                "the products to recommend from")
         products = transport.recommend(product_sequence)
         heading = f"Top {len(products)} recommendations after {len(product_sequence)} products:"
         return ToolResult("get_recommendations_by_history", render_products(heading, products),

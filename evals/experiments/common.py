@@ -8,7 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-DEFAULT_STEERING = "steer-attn+mlp-attentive"
+from agent.methods import DEFAULT_METHOD
+
+DEFAULT_STEERING = DEFAULT_METHOD
 ABLATION_USERS = 6  # ablations run on a subset of users; the report says which
 
 

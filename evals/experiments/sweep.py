@@ -18,9 +18,11 @@ from evals.runner import run_single
 from evals.stats import summarize_method
 from evals.tasks import select_users, tasks_of
 
-ALPHAS = (0.25, 0.5, 1.0, 2.0)
-LAYER_SETS = ((3,), (6,), (9,))
-POSITIONS = ("all", "prompt")
+# Around the setting a probe on the bundled model found (whole site, layer 6, 0.2 x the
+# residual norm, "decision" positions: 11/12 habitual tools, clean arguments).
+ALPHAS = (0.1, 0.2, 0.3, 0.5)
+LAYER_SETS = ((4,), (6,), (8,))
+POSITIONS = ("decision", "all")
 MAX_DEGENERATION = 0.1
 TASKS_PER_USER = 4
 
