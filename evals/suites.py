@@ -18,9 +18,9 @@ class Suite:
     max_history: int = 10  # latest history items per user that become memory entries
 
 
-SMOKE = Suite(
-    name="smoke", users=4, tasks_per_user=5,
-    methods=("zero-shot", "prompt-k3", "steer-whole-attentive", "steer-attn+mlp-attentive"),
+SMOKE = Suite(  # sized to finish within 5 minutes on two CPU cores
+    name="smoke", users=3, tasks_per_user=3,
+    methods=("zero-shot", "prompt-k3", "steer-whole-attentive"),
     tracks=("single",), multi_users=2, experiments=(), max_history=4,
 )
 FULL = Suite(
