@@ -33,7 +33,7 @@ def test_smoke_report_is_sound(smoke) -> None:
     out, report = smoke
     validate_report(report)
     single = report["tracks"]["single"]
-    assert set(single["methods"]) == {"zero-shot", "prompt-k3", "steer-whole-attentive"}
+    assert set(single["methods"]) == {"zero-shot", "prompt-k1", "steer-whole-attentive"}
     assert len(report["users"]) == 3 and single["tasks"] >= 6
     for summary in single["methods"].values():
         assert summary["overall"]["n"] == single["tasks"]
