@@ -165,9 +165,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _build_memory(agent: Any) -> bool:
     """An empty store gets every user's dictionary, so the bench measures steered requests."""
-    from memory.build import build_memory, past_interactions, steering_extractor
+    from memory.build import build_memory, past_interactions
 
-    layers = list(agent.method.layers) if agent.method.steers else [6]
-    items = past_interactions(agent.dataset, max_history=2)
-    build_memory(agent.store, items, steering_extractor(agent.loaded, ["whole", "attn", "mlp"], layers))
+    items = past_interactions(agent.dataset, max_history=2, embedder=agent.embedder)
+    build_memory(agent.store, items, agent.extract_pairs, formatter=agent.formatter)
     return True
