@@ -214,7 +214,7 @@ class FintsAgent:
 
     def purchases(self, user_id: str) -> list[str]:
         """The user's purchase history (ASINs, oldest first), up to the time set by
-        `execute(as_of=...)`: what a recommendation names no products falls back to."""
+        `execute(as_of=...)`: what a recommendation that names no products falls back to."""
         as_of = self._as_of.get(user_id)
         return [item.product_info.parent_asin for item in self.dataset.histories.get(user_id, [])
                 if as_of is None or item.review.timestamp <= as_of]
