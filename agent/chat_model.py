@@ -259,15 +259,15 @@ class SteeredChatModel(BaseChatModel):
         token_rows = tokenizer(prompts, add_special_tokens=template == "base")["input_ids"]
         budget = max_new_tokens or self.max_new_tokens
         stops = list(stop or [])
-        if template == "base" and not (self.grammar and choice.call_tools):
+        if template == "base" and not self._constrained(choice):
             stops.append("\n")  # a base-template turn is one line
         positions = steering_positions or self.steering_positions
         choices = [choice] * rows
         if positions == "decision":
-            if vectors is not None and self.grammar and choice.call_tools and not choice.text:
+            if vectors is not None and self._constrained(choice) and not choice.text:
                 picked = self._pick_tools(loaded, token_rows, vectors, choice, template)
-                choices = [_Choice([t for t in choice.call_tools if t["function"]["name"] == name], False)
-                           if name else choice for name in picked]
+                choices = [resolve_tool_choice(choice.call_tools, name) if name else choice
+                           for name in picked]
                 vectors = None
             positions = "all"  # where a call is not required, "decision" steers everywhere
         new_tokens, grammar_rows, attention = self._run(
@@ -300,8 +300,12 @@ class SteeredChatModel(BaseChatModel):
             picked.append(found.group(1) if found and found.group(1) in names else None)
         return picked
 
+    def _constrained(self, choice: _Choice) -> bool:
+        """Whether calls for this choice are generated under a grammar."""
+        return self.grammar and bool(choice.call_tools)
+
     def _grammar(self, state: _Shared, choice: _Choice, template: str) -> Any:
-        if not (self.grammar and choice.call_tools):
+        if not self._constrained(choice):
             return None
         return state.grammars.grammar(
             choice.call_tools,
