@@ -47,14 +47,11 @@ def ensure_data(data: Path, users: int) -> None:
 
 
 def ensure_memory(agent: Any, users: list[str]) -> None:
-    from memory.build import build_memory, past_interactions
-
     missing = [u for u in users if agent.store.count(u) == 0]
     if not missing:
         return
     print(f"Building steering memory for {len(missing)} users (once) ...")
-    items = past_interactions(agent.dataset, missing, max_history=DEMO_HISTORY, embedder=agent.embedder)
-    build_memory(agent.store, items, agent.extract_pairs, formatter=agent.formatter, progress=True)
+    agent.build_memory(missing, max_history=DEMO_HISTORY)
 
 
 def run_demo(data: Path, *, store: str, model: str | None = None, users: int = 200) -> int:

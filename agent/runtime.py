@@ -312,6 +312,16 @@ class FintsAgent:
         contrast = [ContrastPair(p.prompt, p.positive, p.negative) for p in pairs]
         return extract_vectors(self.loaded, contrast, sites, self.method.layers)
 
+    def build_memory(self, users: Sequence[str] | None = None, *, max_history: int = 10,
+                     progress: bool = True) -> Any:
+        """Turn the users' past interactions (all users when None) into memory entries in
+        this agent's own decision format and steering layers; returns `memory.build`'s report."""
+        from memory.build import build_memory, past_interactions
+
+        items = past_interactions(self.dataset, users, max_history=max_history, embedder=self.embedder)
+        return build_memory(self.store, items, self.extract_pairs, formatter=self.formatter,
+                            progress=progress)
+
     def flush_memory(self, timeout: float = 60.0) -> bool:
         return self.writer.flush(timeout) if self.writer is not None else True
 

@@ -165,8 +165,5 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _build_memory(agent: Any) -> bool:
     """An empty store gets every user's dictionary, so the bench measures steered requests."""
-    from memory.build import build_memory, past_interactions
-
-    items = past_interactions(agent.dataset, max_history=2, embedder=agent.embedder)
-    build_memory(agent.store, items, agent.extract_pairs, formatter=agent.formatter)
+    agent.build_memory(max_history=2)
     return True

@@ -139,3 +139,15 @@ def test_the_formatter_shapes_every_pair(dataset):
     items = past_interactions(dataset, max_history=2)
     pair = items[0].pair(lambda request, tool, args: (f"<{request}>", f"[{tool}]"))
     assert pair.prompt == f"<{items[0].request}>" and pair.positive == f"[{items[0].tool}]"
+
+
+def test_the_agent_builds_only_the_named_users_memory_at_its_own_sites(tmp_path):
+    from tests.test_serve_fixtures import tiny_agent
+
+    with tiny_agent(tmp_path) as agent:
+        user = sorted(agent.dataset.histories)[0]
+        report = agent.build_memory([user], max_history=2, progress=False)
+        assert report.added == agent.store.count(user) > 0
+        assert agent.store.count() == agent.store.count(user)  # nobody else's entries
+        keys = {f"{site}.{layer}" for site in ("whole", "attn", "mlp") for layer in agent.method.layers}
+        assert all(set(e.vectors) == keys for e in agent.store.entries(user))
