@@ -40,6 +40,7 @@ from steering import LoadedModel, SteeringVector, load_model, steer
 # "decision": the prompt and the generated tokens up to the end of the tool's name, so
 # the vector picks the tool and the arguments are written unsteered.
 Positions = Literal["all", "prompt", "generated", "decision"]
+PrefixReuse = Literal["never", "unsteered", "always"]
 NAME_WRITTEN = re.compile(r'"name"\s*:\s*"([^"]*)"')
 NAME_BUDGET = 64  # tokens for `{"name":"<tool>"`; rows stop as soon as their name is written
 CALL_KWARGS = ("steering", "steering_positions", "max_new_tokens")
@@ -117,12 +118,13 @@ class SteeredChatModel(BaseChatModel):
     grammar: bool = True
     template: Template = "auto"
     steering_positions: Positions = "all"
-    max_string_length: int = Field(default=300, gt=0)
+    max_string_length: int | None = Field(default=None, gt=0)  # None: strings end by the budget
     max_array_items: int = Field(default=30, gt=0)
-    # Computing the shared instructions once (steering.prefix) is exact on its own, but it
-    # changes float rounding between batched and one-at-a-time decisions; off until the
-    # serving equality tests hold with it (see docs/chat_model.md).
-    reuse_prefix: bool = False
+    # The shared instructions (tool list, examples) computed once and reused
+    # (steering.prefix): "unsteered" for calls without steering (zero-shot, prompt memory,
+    # the arguments pass of "decision" steering), "always" also for steered calls (the
+    # vector then acts on the request part only, which weakens it), "never".
+    reuse_prefix: PrefixReuse = "unsteered"
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -270,18 +272,16 @@ class SteeredChatModel(BaseChatModel):
                            for name in picked]
                 vectors = None
             positions = "all"  # where a call is not required, "decision" steers everywhere
-        new_tokens, grammar_rows, attention = self._run(
-            loaded, token_rows, vectors, choices, template, budget, stops, positions
-        )
+        out = self._run(loaded, token_rows, vectors, choices, template, budget, stops, positions)
         stop_ids = shared_state(loaded).grammars.stop_token_ids
         messages = []
         for row in range(rows):
-            ids = _trim(new_tokens[row].tolist(), tokenizer.pad_token_id, stop_ids)
+            ids = _trim(out.tokens[row], tokenizer.pad_token_id, stop_ids)
             text = tokenizer.decode(ids, skip_special_tokens=True)
-            finished = grammar_rows.completed[row] if grammar_rows is not None else len(ids) < budget
+            finished = out.completed[row] if out.completed is not None else len(ids) < budget
             messages.append(_message(
                 text, specs, choice, finished=finished, stops=stops, budget=budget,
-                usage=(int(attention[row].sum()), len(ids)), model_id=loaded.model_id,
+                usage=(len(token_rows[row]), len(ids)), model_id=loaded.model_id,
             ))
         return messages
 
@@ -291,11 +291,11 @@ class SteeredChatModel(BaseChatModel):
     ) -> list[str | None]:
         """Each row's tool name as the steered model writes it (None if it wrote none)."""
         calls_only = _Choice(choice.call_tools, False)
-        new_tokens, _, _ = self._run(loaded, token_rows, vectors, [calls_only] * len(token_rows),
-                                     template, NAME_BUDGET, [], "all", until_named=True)
+        out = self._run(loaded, token_rows, vectors, [calls_only] * len(token_rows),
+                        template, NAME_BUDGET, [], "all", until_named=True)
         names = {t["function"]["name"] for t in choice.call_tools}
         picked = []
-        for row in new_tokens.tolist():
+        for row in out.tokens:
             found = NAME_WRITTEN.search(loaded.tokenizer.decode(row, skip_special_tokens=True))
             picked.append(found.group(1) if found and found.group(1) in names else None)
         return picked
@@ -318,14 +318,21 @@ class SteeredChatModel(BaseChatModel):
         self, loaded: LoadedModel, token_rows: list[list[int]], vectors: list[SteeringVector | None] | None,
         choices: list[_Choice], template: str, budget: int, stops: list[str], positions: str,
         *, until_named: bool = False,
-    ) -> tuple[torch.Tensor, GrammarRows | None, torch.Tensor]:
-        """One batched `generate`: (new tokens, grammar state, attention mask)."""
+    ) -> _Generated:
+        """One batched `generate` over left-padded rows.
+
+        Rows without steering (or every row, with `reuse_prefix="always"`) take the
+        instructions they share from the prefix cache, shifted per row so that each row
+        keeps its place in the left-padded batch; their prefill then costs the request
+        tokens only.
+        """
         state = shared_state(loaded)
         tokenizer = loaded.tokenizer
         rows = len(token_rows)
         grammars = [self._grammar(state, c, template) for c in choices]
-        shared = loaded.prefixes.shared_length(token_rows) if self.reuse_prefix else 0
-        input_ids, attention = pack_rows(token_rows, tokenizer.pad_token_id, shared)
+        reuse = self.reuse_prefix == "always" or (self.reuse_prefix == "unsteered" and vectors is None)
+        shared = loaded.prefixes.shared_length(token_rows, _window(loaded)) if reuse else 0
+        input_ids, attention = pack_rows(token_rows, tokenizer.pad_token_id)
         input_ids, attention = input_ids.to(loaded.device), attention.to(loaded.device)
         grammar_rows = GrammarRows(
             grammars, state.grammars.vocab_size, [not (c.text and template == "chat") for c in choices]
@@ -348,10 +355,21 @@ class SteeredChatModel(BaseChatModel):
             options.update(stop_strings=stops, tokenizer=tokenizer)
         with state.lock, loaded.lock, torch.no_grad():
             if shared:  # the shared instructions: computed once per model, never steered
-                options["past_key_values"] = loaded.prefixes.copy_for(loaded.model, token_rows[0][:shared], rows)
+                gaps = [input_ids.shape[1] - len(row) for row in token_rows]
+                options["past_key_values"] = loaded.prefixes.copy_for(loaded.model, token_rows[0][:shared], rows, gaps)
             with steer(loaded, vectors, positions=positions):
                 output = loaded.model.generate(input_ids=input_ids, attention_mask=attention, **options)
-        return output[:, input_ids.shape[1]:], grammar_rows, attention
+        return _Generated(output[:, input_ids.shape[1]:].tolist(),
+                          None if grammar_rows is None else list(grammar_rows.completed))
+
+
+@dataclass
+class _Generated:
+    """What `_run` generated: each row's new token ids (padded at the end), and for
+    grammar-constrained runs whether each row's call was completed."""
+
+    tokens: list[list[int]]
+    completed: list[bool] | None
 
 
 class _NameWritten(StoppingCriteria):
@@ -370,25 +388,24 @@ class _NameWritten(StoppingCriteria):
         return torch.tensor(named, dtype=torch.bool, device=input_ids.device)
 
 
-def pack_rows(rows: list[list[int]], pad: int | None, shared: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) for a batch of prompts whose first `shared` tokens agree.
-
-    Rows end together (generation continues from the same column). The padding goes
-    between the shared prefix and each row's own tokens, so the prefix occupies the
-    same columns in every row and its cached keys/values fit all rows; position ids
-    follow the attention mask, so pads shift nothing.
-    """
+def pack_rows(rows: list[list[int]], pad: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) for a batch of prompts, padded on the left so that
+    every row's tokens keep their distances (rows end together, generation continues
+    from the same column)."""
     width = max(len(row) for row in rows)
-    fill = 0 if pad is None else pad
-    input_ids = torch.full((len(rows), width), fill, dtype=torch.long)
+    input_ids = torch.full((len(rows), width), 0 if pad is None else pad, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     for index, row in enumerate(rows):
-        tail = row[shared:]
-        input_ids[index, :shared] = torch.tensor(row[:shared], dtype=torch.long)
-        attention[index, :shared] = 1
-        input_ids[index, width - len(tail):] = torch.tensor(tail, dtype=torch.long)
-        attention[index, width - len(tail):] = 1
+        input_ids[index, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        attention[index, width - len(row):] = 1
     return input_ids, attention
+
+
+def _window(loaded: LoadedModel) -> int | None:
+    """The longest prefix a shifted cache can hold: a sliding attention window keeps
+    only its last `window - 1` tokens."""
+    window = getattr(loaded.model.config.get_text_config(), "sliding_window", None)
+    return int(window) - 1 if window else None
 
 
 def _from_config(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:

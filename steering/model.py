@@ -144,10 +144,13 @@ def _from_pretrained(folder: Path, device: str) -> tuple[PreTrainedModel, PreTra
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from steering.head import use_tall_head
+
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=dtype)
     model.to(device).eval().requires_grad_(False)
+    use_tall_head(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -67,9 +67,15 @@ class PrefixCache:
             stored = [len(key) for key in self._entries if len(key) >= MIN_PREFIX and head[: len(key)] == key]
         return max(stored) if stored else length
 
-    def copy_for(self, model: torch.nn.Module, prefix: Sequence[int], batch: int) -> Any:
+    def copy_for(self, model: torch.nn.Module, prefix: Sequence[int], batch: int,
+                 gaps: Sequence[int] | None = None) -> Any:
         """A cache holding `prefix` for `batch` rows, safe to extend (it is a copy).
 
+        With `gaps` (pads before each row of a left-padded batch), row r's cache starts
+        with gaps[r] empty columns and holds the prefix's first len(prefix) - gaps[r]
+        tokens: the columns that row occupies in the batch. The rest of each row's prefix
+        is then fed again with its request, so every row keeps its tokens' distances
+        (which a sliding attention window depends on) exactly as when it runs alone.
         Call it outside any steering context: the prefix must be computed unsteered.
         """
         key = tuple(prefix)
@@ -89,6 +95,27 @@ class PrefixCache:
                 while len(self._entries) > self.max_entries:
                     self._entries.popitem(last=False)
         private = copy.deepcopy(cached)
-        if batch > 1:
+        if gaps is not None:
+            _shift_rows(private, len(key), list(gaps))
+        elif batch > 1:
             private.batch_repeat_interleave(batch)
         return private
+
+
+def _shift_rows(cache: Any, length: int, gaps: list[int]) -> None:
+    """Turn a one-row cache of `length` tokens into a left-padded one, row r moved right
+    by gaps[r] columns (its last gaps[r] tokens dropped: they are fed again)."""
+    for layer in cache.layers:
+        if layer.keys.shape[-2] != length:
+            raise ValueError(
+                f"a cache layer holds {layer.keys.shape[-2]} of the prefix's {length} tokens "
+                "(a sliding window shorter than the prefix); it cannot be shifted per row"
+            )
+        for name in ("keys", "values"):
+            states = getattr(layer, name)
+            rows = []
+            for gap in gaps:
+                gap = min(gap, length)
+                empty = states.new_zeros(*states.shape[:-2], gap, states.shape[-1])
+                rows.append(torch.cat([empty, states[..., : length - gap, :]], dim=-2))
+            setattr(layer, name, torch.cat(rows, dim=0))

@@ -202,32 +202,55 @@ def test_chat_template_is_used_when_the_tokenizer_has_one(loaded) -> None:
     assert message.tool_calls[0]["name"] == "find_items"
 
 
-def test_reusing_the_shared_prefix_changes_no_decision(loaded) -> None:
+@pytest.mark.parametrize("reuse", ["always", "unsteered"])
+def test_reusing_the_shared_prefix_changes_no_decision(loaded, reuse) -> None:
     """The instructions every prompt shares are computed once (unsteered) and reused;
-    decisions must be the same as computing every prompt in full."""
+    decisions must be the same as computing every prompt in full. "unsteered" reuses
+    them only for calls without a vector."""
     conversations = [[("human", "find running shoes")], [("human", "stop now please")], [("human", "x")]]
     vectors = [vector(loaded, 3, scale=5.0), None, vector(loaded, 4, scale=5.0)]
     tools = [find_items, end_session]
     reused = SteeredChatModel(loaded=loaded, max_new_tokens=48, max_string_length=8, max_array_items=2,
-                              reuse_prefix=True)
-    full = SteeredChatModel(loaded=loaded, max_new_tokens=48, max_string_length=8, max_array_items=2)
+                              reuse_prefix=reuse)
+    full = SteeredChatModel(loaded=loaded, max_new_tokens=48, max_string_length=8, max_array_items=2,
+                            reuse_prefix="never")
     from steering.prefix import PrefixCache
 
     loaded.prefixes = PrefixCache()  # start from nothing: no previous prompt to compare with
     for convs, vecs in ((conversations, vectors), (conversations[1:2], vectors[1:2]),
-                        (conversations[2:], vectors[2:])):
+                        (conversations[2:], vectors[2:]), (conversations[:2], None)):
         a = reused.generate_batch(convs, steering=vecs, tools=tools, tool_choice="any")
         b = full.generate_batch(convs, steering=vecs, tools=tools, tool_choice="any")
         assert [m.tool_calls[0] | {"id": ""} for m in a] == [m.tool_calls[0] | {"id": ""} for m in b]
-    # first call: nothing to compare with; second: the instructions are computed; third: reused
+    # always: the 1st call has nothing to compare with, the 2nd computes the instructions,
+    # the 3rd and 4th reuse them; unsteered: the 2nd call is the first to look (no
+    # vector), the 4th computes the instructions
+    assert (loaded.prefixes.misses, loaded.prefixes.hits) == ((1, 2) if reuse == "always" else (1, 0))
+
+
+def test_decision_steering_reuses_the_prefix_for_the_arguments_only(loaded) -> None:
+    """The arguments pass of "decision" steering is unsteered, so it takes the shared
+    instructions from the cache; the steered pass computes them in full."""
+    from steering.prefix import PrefixCache
+
+    tools = [find_items, double, end_session]
+    requests = [[("human", f"please help with item {i}")] for i in range(3)]
+    vectors = [vector(loaded, 20 + i, scale=60.0) for i in range(3)]
+    kwargs = dict(max_new_tokens=48, max_string_length=8, max_array_items=2, steering_positions="decision")
+    loaded.prefixes = PrefixCache()
+    reused = SteeredChatModel(loaded=loaded, reuse_prefix="unsteered", **kwargs)
+    full = SteeredChatModel(loaded=loaded, reuse_prefix="never", **kwargs)
+    for request, vec in zip(requests, vectors):
+        (a,) = reused.generate_batch([request], steering=[vec], tools=tools, tool_choice="any")
+        (b,) = full.generate_batch([request], steering=[vec], tools=tools, tool_choice="any")
+        assert a.tool_calls[0] | {"id": ""} == b.tool_calls[0] | {"id": ""}
+    # one arguments pass per decision; the first only records its prompt
     assert (loaded.prefixes.misses, loaded.prefixes.hits) == (1, 1)
 
 
-def test_pack_rows_puts_padding_between_prefix_and_tail() -> None:
+def test_pack_rows_pads_on_the_left() -> None:
     from agent.chat_model import pack_rows
 
-    ids, mask = pack_rows([[1] * 9 + [5, 6], [1] * 9 + [7]], pad=0, shared=9)
-    assert ids.tolist() == [[1] * 9 + [5, 6], [1] * 9 + [0, 7]]
-    assert mask.tolist() == [[1] * 11, [1] * 9 + [0, 1]]
     ids, mask = pack_rows([[3, 4], [5]], pad=0)
     assert ids.tolist() == [[3, 4], [0, 5]]
+    assert mask.tolist() == [[1, 1], [0, 1]]

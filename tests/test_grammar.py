@@ -126,3 +126,21 @@ def test_budget_running_out_is_flagged_not_a_call(model: SteeredChatModel) -> No
     (bad,) = message.invalid_tool_calls
     assert "max_new_tokens=4" in bad["error"]
     assert message.response_metadata["finish_reason"] == "length"
+
+
+def test_the_mask_lands_on_the_right_tokens_of_non_contiguous_logits(model: SteeredChatModel) -> None:
+    """A model head may hand back logits whose rows are not contiguous (a transposed
+    product); the mask must forbid the same tokens as on contiguous logits."""
+    from agent.grammar import GrammarRows
+
+    loaded = model.get_loaded()
+    state = shared_state(loaded)
+    spec = format_tools(make_shop_tools(object(), user_id="u")[:2])
+    compiled = state.grammars.grammar(spec)
+    torch = pytest.importorskip("torch")
+    logits = torch.randn(state.grammars.vocab_size, 2).T  # rows with stride 2: not contiguous
+    assert not logits.is_contiguous()
+    masked = GrammarRows([compiled, compiled], state.grammars.vocab_size).processor(None, logits.clone())
+    expected = GrammarRows([compiled, compiled], state.grammars.vocab_size).processor(None, logits.contiguous())
+    assert torch.equal(masked, expected)
+    assert int(torch.isfinite(expected[0]).sum()) < state.grammars.vocab_size  # the mask forbade something

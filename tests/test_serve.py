@@ -31,9 +31,11 @@ def agent(tmp_path_factory):
         yield agent
 
 
-@pytest.fixture(scope="module")
-def served(agent):
-    service = service_for(agent, max_batch=8, max_wait_s=0.05, remember=False)
+@pytest.fixture(scope="module", params=["all", "decision"])
+def served(agent, request):
+    """The service, steering at every position or only for the tool's choice ("decision":
+    the arguments are then written unsteered, from the cached shared instructions)."""
+    service = service_for(agent, positions=request.param, max_batch=8, max_wait_s=0.05, remember=False)
     with ServiceThread(create_app(service)) as url:
         yield service, url
     service.close()
@@ -44,15 +46,16 @@ def post(url: str, body: dict, **kwargs) -> httpx.Response:
 
 
 def test_parallel_batched_requests_equal_sequential_ones(agent, served):
-    _, url = served
+    service, url = served
     items = [(user, request) for user, requests in REQUESTS.items() for request in requests]
     with ThreadPoolExecutor(len(items)) as pool:
-        answers = list(pool.map(lambda it: post(url, {"user_id": it[0], "request": it[1],
-                                                      "execute": False}), items))
+        answers = list(pool.map(lambda it: post(url, {"user_id": it[0], "request": it[1], "execute": False,
+                                                      "method": agent.method.name}), items))
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     bodies = [a.json() for a in answers]
     assert max(b["batch_size"] for b in bodies) > 1, "concurrent requests were not batched"
-    alone = [agent.decide(user, request) for user, request in items]
+    alone = [agent.decide(user, request, method=service.method(agent.method.name))
+             for user, request in items]
     for (user, _), body, single in zip(items, bodies, alone):
         assert (body["raw"], body["call"]) == (single.raw, single.call)
         assert body["steering"] == single.steering  # same entries, weights, norms

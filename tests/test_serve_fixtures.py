@@ -84,11 +84,11 @@ def tiny_agent(
         yield agent
 
 
-def service_for(agent: Any, **settings: Any) -> Any:
+def service_for(agent: Any, positions: str = TINY_STEERING["positions"], **settings: Any) -> Any:
     """An `AgentService` whose method names resolve with the tiny model's steering settings."""
     from agent.serve_app import AgentService, ServeSettings
 
-    return AgentService(agent, ServeSettings(**settings), **TINY_STEERING)
+    return AgentService(agent, ServeSettings(**settings), **(TINY_STEERING | {"positions": positions}))
 
 
 def hooks_left(model: Any) -> int:

@@ -24,6 +24,7 @@ from steering import (
     site_map_of,
     steer,
 )
+from steering.head import TallHead
 
 TOOLS = ["search_product_by_query", "get_recommendations_by_history", "add_product_review"]
 PROMPT = ("Tools: search_product_by_query, get_recommendations_by_history, add_product_review.\n"
@@ -59,6 +60,7 @@ def test_default_model_loads_from_its_cache_with_gemma_sites(model):
     assert model.model_id.startswith("google/gemma-3-270m")
     assert (model.hidden_size, model.num_layers) == (640, 18)
     assert "safetensors" in model.source and model.load_seconds > 0
+    assert isinstance(model.model.get_output_embeddings(), TallHead)
     layer = model.model.model.layers[4]
     sites = site_map_of(model)
     assert sites.module(SiteKey("attn", 4)) is layer.post_attention_layernorm
