@@ -120,6 +120,7 @@ class SteeredChatModel(BaseChatModel):
     steering_positions: Positions = "all"
     max_string_length: int | None = Field(default=None, gt=0)  # None: strings end by the budget
     max_array_items: int = Field(default=30, gt=0)
+    close_loops: bool = True  # end a string that repeats itself (agent.grammar's loop guard)
     # The shared instructions (tool list, examples) computed once and reused
     # (steering.prefix): "unsteered" for calls without steering (zero-shot, prompt memory,
     # the arguments pass of "decision" steering), "always" also for steered calls (the
@@ -335,7 +336,8 @@ class SteeredChatModel(BaseChatModel):
         input_ids, attention = pack_rows(token_rows, tokenizer.pad_token_id)
         input_ids, attention = input_ids.to(loaded.device), attention.to(loaded.device)
         grammar_rows = GrammarRows(
-            grammars, state.grammars.vocab_size, [not (c.text and template == "chat") for c in choices]
+            grammars, state.grammars.vocab_size, [not (c.text and template == "chat") for c in choices],
+            quotes=state.grammars.quotes if self.close_loops else None,
         ) if any(g is not None for g in grammars) else None
         options: dict[str, Any] = {
             "max_new_tokens": budget,

@@ -30,6 +30,10 @@ CALL_SEPARATORS = (",", ":")
 # (base template) or the end of the turn (chat template, ended by the stop token).
 TEXT_LINE_EBNF = 'root ::= [^{\\n] [^\\n]* "\\n"'
 TEXT_TURN_EBNF = 'root ::= [^{] [^\\x00]*'
+# The loop guard: a free string whose last tokens are LOOP_REPEATS copies of one block of
+# at most LOOP_PERIOD tokens is closed.
+LOOP_REPEATS = 3
+LOOP_PERIOD = 8
 
 
 def bounded_schema(
@@ -94,13 +98,15 @@ class GrammarCache:
     compiler: xgr.GrammarCompiler
     vocab_size: int
     stop_token_ids: list[int]
+    quotes: TokenQuotes | None = None
     compiled: dict[str, xgr.CompiledGrammar] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def for_model(cls, tokenizer: Any, vocab_size: int, stop_token_ids: list[int]) -> GrammarCache:
         info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=stop_token_ids)
-        return cls(xgr.GrammarCompiler(info, max_threads=2), vocab_size, stop_token_ids)
+        return cls(xgr.GrammarCompiler(info, max_threads=2), vocab_size, stop_token_ids,
+                   TokenQuotes.of(tokenizer, vocab_size))
 
     def grammar(
         self,
@@ -127,6 +133,37 @@ class GrammarCache:
         return found
 
 
+@dataclass(frozen=True)
+class TokenQuotes:
+    """Which tokens hold a double quote (`inside`) and which start with one (`opening`):
+    what the loop guard needs to know that a loop is inside a string and how to end it."""
+
+    inside: torch.Tensor  # bool, (vocab,)
+    opening: torch.Tensor  # bool, (vocab,)
+
+    @classmethod
+    def of(cls, tokenizer: Any, vocab_size: int) -> TokenQuotes:
+        inside = torch.zeros(vocab_size, dtype=torch.bool)
+        opening = torch.zeros(vocab_size, dtype=torch.bool)
+        pieces = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))
+        for index, piece in enumerate(pieces):
+            if piece and '"' in piece:
+                inside[index] = True
+                opening[index] = piece.startswith('"')
+        return cls(inside, opening)
+
+
+def repeated_block(tokens: Sequence[int], repeats: int = LOOP_REPEATS, period: int = LOOP_PERIOD) -> list[int] | None:
+    """The shortest block (at most `period` tokens) whose `repeats` copies end `tokens`."""
+    for size in range(1, period + 1):
+        if len(tokens) < size * repeats:
+            return None
+        block = list(tokens[-size:])
+        if all(list(tokens[-size * (k + 1): len(tokens) - size * k]) == block for k in range(1, repeats)):
+            return block
+    return None
+
+
 class GrammarRows:
     """Per-row grammar state during one batched `generate`: a logits processor that
     masks every token the row's grammar forbids, and a stopping criterion that ends a
@@ -138,6 +175,7 @@ class GrammarRows:
         grammars: Sequence[xgr.CompiledGrammar | None],
         vocab_size: int,
         stop_on_complete: Sequence[bool] | None = None,
+        quotes: TokenQuotes | None = None,
     ) -> None:
         # A call grammar ends when its JSON closes; free text that may go on ("turn"
         # mode) is complete after every character, so those rows end on the stop token.
@@ -147,6 +185,8 @@ class GrammarRows:
         self.completed = [False] * len(self.matchers)
         self.bitmask = xgr.allocate_token_bitmask(len(self.matchers), vocab_size)
         self.constrained = [i for i, m in enumerate(self.matchers) if m is not None]
+        self.generated: list[list[int]] = [[] for _ in self.matchers]
+        self.quotes = quotes  # None: no loop guard
         self.processor = _MaskProcessor(self)
         self.stopper = _GrammarStop(self)
 
@@ -172,7 +212,27 @@ class _MaskProcessor(LogitsProcessor):
             xgr.apply_token_bitmask_inplace(target, rows.bitmask.to(target.device), indices=live)
             if target is not scores:
                 scores.copy_(target)
+            if rows.quotes is not None:
+                for i in live:
+                    _close_a_looping_string(rows, i, scores)
         return scores
+
+
+def _close_a_looping_string(rows: GrammarRows, row: int, scores: torch.FloatTensor) -> None:
+    """The loop guard. The base model sometimes repeats itself inside a string
+    ("case_phone_case_phone_...") until the token budget runs out, which loses the call
+    and holds up every other row of the batch. When a row's last tokens repeat one
+    block (with no quote in it: the loop is inside a string), only tokens that open
+    with a quote stay allowed, so the string ends there, if the grammar allows it."""
+    block = repeated_block(rows.generated[row])
+    quotes = rows.quotes
+    if block is None or bool(quotes.inside[block].any()):
+        return
+    vocab = min(scores.shape[-1], quotes.opening.shape[0])
+    closing = quotes.opening[:vocab].to(scores.device) & torch.isfinite(scores[row, :vocab])
+    if bool(closing.any()):
+        scores[row, :vocab] = torch.where(closing, scores[row, :vocab], float("-inf"))
+        scores[row, vocab:] = float("-inf")
 
 
 class _GrammarStop(StoppingCriteria):
@@ -188,6 +248,7 @@ class _GrammarStop(StoppingCriteria):
             matcher = rows.matchers[i]
             if not matcher.accept_token(last[i]):
                 raise RuntimeError(f"grammar rejected token {last[i]} in row {i}; the mask was bypassed")
+            rows.generated[i].append(last[i])
             if matcher.is_terminated() or (rows.stop_on_complete[i] and matcher.is_completed()):
                 rows.done[i] = rows.completed[i] = True
         stop = [rows.done[i] if rows.matchers[i] is not None else False for i in range(len(last))]

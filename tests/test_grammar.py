@@ -144,3 +144,39 @@ def test_the_mask_lands_on_the_right_tokens_of_non_contiguous_logits(model: Stee
     expected = GrammarRows([compiled, compiled], state.grammars.vocab_size).processor(None, logits.contiguous())
     assert torch.equal(masked, expected)
     assert int(torch.isfinite(expected[0]).sum()) < state.grammars.vocab_size  # the mask forbade something
+
+
+def test_repeated_block_finds_the_shortest_loop_at_the_end() -> None:
+    from agent.grammar import repeated_block
+
+    assert repeated_block([9, 1, 2, 1, 2, 1, 2]) == [1, 2]
+    assert repeated_block([5, 5, 5]) == [5]
+    assert repeated_block([1, 2, 1, 2, 3]) is None
+    assert repeated_block([1, 2, 3, 1, 2, 3]) is None  # two copies are not a loop
+
+
+def test_a_string_that_loops_is_closed_and_the_call_stays_valid() -> None:
+    """A model that can only say "ab" forever: without the guard the string runs to the
+    budget and no call comes out; with it the string ends after three copies."""
+    torch = pytest.importorskip("torch")
+    loaded = tiny_model("gemma3", "bpe", seed=5)
+    tok = loaded.tokenizer
+    loop = tok("ab", add_special_tokens=False)["input_ids"]
+    assert len(loop) >= 1
+    bias = torch.zeros(loaded.model.get_output_embeddings().weight.shape[0])
+    bias[loop] = 50.0  # the model prefers the loop's tokens wherever the grammar allows them
+    spec = [{"type": "function", "function": {"name": "find", "description": "find",
+             "parameters": {"type": "object", "properties": {"query": {"type": "string"}},
+                            "required": ["query"]}}}]
+    hook = loaded.model.get_output_embeddings().register_forward_hook(lambda _m, _i, out: out + bias)
+    try:
+        guarded = SteeredChatModel(loaded=loaded, max_new_tokens=40)
+        free = SteeredChatModel(loaded=loaded, max_new_tokens=40, close_loops=False)
+        (closed,) = guarded.generate_batch([[("human", "find it")]], tools=spec, tool_choice="any")
+        (looped,) = free.generate_batch([[("human", "find it")]], tools=spec, tool_choice="any")
+    finally:
+        hook.remove()
+    assert not looped.tool_calls and looped.response_metadata["finish_reason"] == "length"
+    query = closed.tool_calls[0]["args"]["query"]
+    assert 0 < len(query) <= 20, query
+    assert any(query.endswith(block * 3) for block in ("a", "b", "ab", "ba")), query
