@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.methods import DEFAULT_METHOD
+from agent.serve_batcher import DEFAULT_MAX_WAIT_S
 
 
 def register_serve(groups: dict[str, argparse._SubParsersAction]) -> None:
@@ -36,7 +37,8 @@ def add_agent_arguments(parser: argparse.ArgumentParser, data_required: bool = T
     parser.add_argument("--checkpoint", default=None, help="SQLite path or postgresql:// URL for checkpoints")
     parser.add_argument("--shop-url", default=None, help="a running shop (default: start one in-process)")
     parser.add_argument("--max-batch", type=int, default=8, help="requests decided in one generate")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    parser.add_argument("--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_S * 1000,
+                        help="how long a batch waits to fill")
     parser.add_argument("--max-queue", type=int, default=64, help="waiting requests before 429")
 
 

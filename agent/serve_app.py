@@ -28,7 +28,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.serve_batcher import Batched, Batcher, QueueFullError, ShuttingDownError
+from agent.serve_batcher import DEFAULT_MAX_WAIT_S, Batched, Batcher, QueueFullError, ShuttingDownError
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class ServeSettings(BaseModel):
     """How the service batches and queues (the CLI's --max-batch, --max-wait-ms, --max-queue)."""
 
     max_batch: int = Field(8, ge=1, le=64)
-    max_wait_s: float = Field(0.005, ge=0, le=1)
+    max_wait_s: float = Field(DEFAULT_MAX_WAIT_S, ge=0, le=1)
     max_queue: int = Field(64, ge=1, le=10_000)
     decide_timeout_s: float = Field(600.0, gt=0)
     remember: bool = True  # queue an online memory entry for each successful call
