@@ -167,13 +167,12 @@ def test_importer_imports_whole_or_refuses_with_a_data_error(pwab_files, target,
         shutil.rmtree(scratch)
 
 
-@pytest.mark.xfail(strict=True, reason="tools.data.store.read_json lets UnicodeDecodeError through "
-                   "(reported to the data owner): a non-UTF-8 file should be a DataError")
 def test_importer_refuses_a_file_that_is_not_utf8(tmp_path, pwab_files):
     from tools.data import DataError
     from tools.data.importer import import_pwab
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "user_profiles.json").write_bytes(b"\x80{}")
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="user_profiles.json: not UTF-8"):
         import_pwab(tmp_path / "src", tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing half-written

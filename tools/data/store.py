@@ -63,12 +63,15 @@ class Dataset:
 
 
 def read_json(path: Path) -> object:
-    """Parse one JSON file; a syntax error becomes a DataError naming the file and line."""
+    """Parse one JSON file; a syntax error or a file that is not UTF-8 becomes a
+    DataError naming the file (and the line or byte offset)."""
     try:
         with path.open(encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path.name}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path.name}: not UTF-8 text (byte {exc.start}: {exc.reason}); JSON files must be UTF-8") from exc
 
 
 def validate(model: type[M], value: object, file: str, record: str) -> M:
