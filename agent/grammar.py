@@ -7,8 +7,9 @@ get one (`maxItems`); strings get one only when asked (`max_string_length`), bec
 xgrammar checks a repetition bound above 128 at run time: a `{0,300}` string cost
 ~0.17 s per row and decoding step on Gemma's 262k-token vocabulary, against 0.2 ms
 unbounded, and made up most of a call's decoding time. A runaway string is still
-stopped by the token budget (the call is then flagged unfinished). Compiling costs milliseconds to seconds, so grammars are compiled once
-per (tool set, mode) and cached on the model's `GrammarCache`; per request only a
+stopped by the token budget (the call is then flagged unfinished), or earlier by the
+loop guard below. Compiling costs milliseconds to seconds, so grammars are compiled
+once per (tool set, mode) and cached on the model's `GrammarCache`; per request only a
 `GrammarMatcher` per batch row is made.
 """
 

@@ -7,11 +7,12 @@ from typing import Literal
 
 import jsonschema
 import pytest
+import torch
 import xgrammar as xgr
 from pydantic import BaseModel, Field
 
 from agent.chat_model import SteeredChatModel, shared_state
-from agent.grammar import bounded_schema, call_schema
+from agent.grammar import GrammarRows, bounded_schema, call_schema, repeated_block
 from agent.prompt import format_tools, render_call
 from tests.test_chat_model import one_thread  # noqa: F401 (autouse fixture)
 from tests.tiny_models import tiny_model
@@ -131,13 +132,10 @@ def test_budget_running_out_is_flagged_not_a_call(model: SteeredChatModel) -> No
 def test_the_mask_lands_on_the_right_tokens_of_non_contiguous_logits(model: SteeredChatModel) -> None:
     """A model head may hand back logits whose rows are not contiguous (a transposed
     product); the mask must forbid the same tokens as on contiguous logits."""
-    from agent.grammar import GrammarRows
-
     loaded = model.get_loaded()
     state = shared_state(loaded)
     spec = format_tools(make_shop_tools(object(), user_id="u")[:2])
     compiled = state.grammars.grammar(spec)
-    torch = pytest.importorskip("torch")
     logits = torch.randn(state.grammars.vocab_size, 2).T  # rows with stride 2: not contiguous
     assert not logits.is_contiguous()
     masked = GrammarRows([compiled, compiled], state.grammars.vocab_size).processor(None, logits.clone())
@@ -147,8 +145,6 @@ def test_the_mask_lands_on_the_right_tokens_of_non_contiguous_logits(model: Stee
 
 
 def test_repeated_block_finds_the_shortest_loop_at_the_end() -> None:
-    from agent.grammar import repeated_block
-
     assert repeated_block([9, 1, 2, 1, 2, 1, 2]) == [1, 2]
     assert repeated_block([5, 5, 5]) == [5]
     assert repeated_block([1, 2, 1, 2, 3]) is None
@@ -158,7 +154,6 @@ def test_repeated_block_finds_the_shortest_loop_at_the_end() -> None:
 def test_a_string_that_loops_is_closed_and_the_call_stays_valid() -> None:
     """A model that can only say "ab" forever: without the guard the string runs to the
     budget and no call comes out; with it the string ends after three copies."""
-    torch = pytest.importorskip("torch")
     loaded = tiny_model("gemma3", "bpe", seed=5)
     tok = loaded.tokenizer
     loop = tok("ab", add_special_tokens=False)["input_ids"]
