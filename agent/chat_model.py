@@ -34,13 +34,13 @@ from transformers import StoppingCriteria
 
 from agent.grammar import GrammarCache, GrammarRows, tool_parameters
 from agent.prompt import Template, format_tools, render_prompt, resolve_template
-from steering import LoadedModel, SteeringVector, load_model, steer
+from steering import LoadedModel, SiteKey, SteeringVector, load_model, rerun_from, site_map_of, steer
 
 # Where steering is added: every position, only the prompt, only generated tokens, or
 # "decision": the prompt and the generated tokens up to the end of the tool's name, so
 # the vector picks the tool and the arguments are written unsteered.
 Positions = Literal["all", "prompt", "generated", "decision"]
-PrefixReuse = Literal["never", "unsteered", "always"]
+PrefixReuse = Literal["never", "exact", "always"]
 NAME_WRITTEN = re.compile(r'"name"\s*:\s*"([^"]*)"')
 NAME_BUDGET = 64  # tokens for `{"name":"<tool>"`; rows stop as soon as their name is written
 CALL_KWARGS = ("steering", "steering_positions", "max_new_tokens")
@@ -122,10 +122,11 @@ class SteeredChatModel(BaseChatModel):
     max_array_items: int = Field(default=30, gt=0)
     close_loops: bool = True  # end a string that repeats itself (agent.grammar's loop guard)
     # The shared instructions (tool list, examples) computed once and reused
-    # (steering.prefix): "unsteered" for calls without steering (zero-shot, prompt memory,
-    # the arguments pass of "decision" steering), "always" also for steered calls (the
-    # vector then acts on the request part only, which weakens it), "never".
-    reuse_prefix: PrefixReuse = "unsteered"
+    # (steering.prefix): "exact" reuses what steering does not change (all of it for
+    # unsteered calls, the layers below the steered one for steered calls: the same
+    # tokens as "never"); "always" reuses all of it for steered calls too (the vector then
+    # acts on the request part only, which weakens it); "never".
+    reuse_prefix: PrefixReuse = "exact"
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -301,6 +302,20 @@ class SteeredChatModel(BaseChatModel):
             picked.append(found.group(1) if found and found.group(1) in names else None)
         return picked
 
+    def _reused_layers(self, loaded: LoadedModel, vectors: list[SteeringVector | None] | None,
+                       positions: str) -> int | None:
+        """How many of the shared prefix's layers this call takes from the cache unsteered
+        (None: no reuse). Without a vector in the prefix, all; with one, the layers below
+        the first it changes ("exact") or all ("always", the vector then misses the
+        instructions)."""
+        if self.reuse_prefix == "never":
+            return None
+        layers = site_map_of(loaded).num_layers
+        if vectors is None or positions == "generated" or self.reuse_prefix == "always":
+            return layers
+        keys = {SiteKey.parse(key) for row in vectors if row is not None for key in row.tensors}
+        return rerun_from(keys) if keys else layers
+
     def _constrained(self, choice: _Choice) -> bool:
         """Whether calls for this choice are generated under a grammar."""
         return self.grammar and bool(choice.call_tools)
@@ -322,17 +337,17 @@ class SteeredChatModel(BaseChatModel):
     ) -> _Generated:
         """One batched `generate` over left-padded rows.
 
-        Rows without steering (or every row, with `reuse_prefix="always"`) take the
-        instructions they share from the prefix cache, shifted per row so that each row
-        keeps its place in the left-padded batch; their prefill then costs the request
-        tokens only.
+        The rows take the instructions they share from the prefix cache, shifted per row
+        so that each row keeps its place in the left-padded batch; for steered rows the
+        layers from the first steered one up are computed again under the vectors
+        (`reuse_prefix="exact"`), so the result is the same as computing it all.
         """
         state = shared_state(loaded)
         tokenizer = loaded.tokenizer
         rows = len(token_rows)
         grammars = [self._grammar(state, c, template) for c in choices]
-        reuse = self.reuse_prefix == "always" or (self.reuse_prefix == "unsteered" and vectors is None)
-        shared = loaded.prefixes.shared_length(token_rows, _window(loaded)) if reuse else 0
+        keep = self._reused_layers(loaded, vectors, positions)
+        shared = loaded.prefixes.shared_length(token_rows, _window(loaded)) if keep is not None else 0
         input_ids, attention = pack_rows(token_rows, tokenizer.pad_token_id)
         input_ids, attention = input_ids.to(loaded.device), attention.to(loaded.device)
         grammar_rows = GrammarRows(
@@ -355,11 +370,17 @@ class SteeredChatModel(BaseChatModel):
             options.update(logits_processor=[grammar_rows.processor], stopping_criteria=criteria)
         if stops:
             options.update(stop_strings=stops, tokenizer=tokenizer)
+        width = input_ids.shape[1]
+        gaps = [width - len(row) for row in token_rows]
+        prefix = token_rows[0][:shared]
         with state.lock, loaded.lock, torch.no_grad():
-            if shared:  # the shared instructions: computed once per model, never steered
-                gaps = [input_ids.shape[1] - len(row) for row in token_rows]
-                options["past_key_values"] = loaded.prefixes.copy_for(loaded.model, token_rows[0][:shared], rows, gaps)
-            with steer(loaded, vectors, positions=positions):
+            prefixes, cache = loaded.prefixes, None
+            # the shared instructions: computed once per model, unsteered (outside `steer`)
+            if shared:
+                cache = options["past_key_values"] = prefixes.copy_for(loaded.model, prefix, rows, gaps)
+            with steer(loaded, vectors, positions=positions, prompt_length=width):
+                if cache is not None and keep is not None:  # the layers a vector changes, if any
+                    prefixes.rerun_layers(loaded.model, cache, prefix, gaps, keep)
                 output = loaded.model.generate(input_ids=input_ids, attention_mask=attention, **options)
         return _Generated(output[:, input_ids.shape[1]:].tolist(),
                           None if grammar_rows is None else list(grammar_rows.completed))

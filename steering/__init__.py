@@ -21,7 +21,6 @@ _EXPORTS = {
     "POSITION_CHOICES": "steering.apply",
     "SteeringNotAppliedError": "steering.apply",
     "SteeringRun": "steering.apply",
-    "site_map_of": "steering.apply",
     "steer": "steering.apply",
     "measure_norms": "steering.calibrate",
     "reference_norms": "steering.calibrate",
@@ -40,7 +39,9 @@ _EXPORTS = {
     "SiteKey": "steering.sites",
     "SiteMap": "steering.sites",
     "expand_sites": "steering.sites",
+    "rerun_from": "steering.sites",
     "site_keys": "steering.sites",
+    "site_map_of": "steering.sites",
     "SteeringVector": "steering.vectors",
     "VectorError": "steering.vectors",
 }

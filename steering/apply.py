@@ -19,7 +19,7 @@ from torch import nn
 
 from steering.hooks import hidden_of, hooked, replace_hidden
 from steering.model import LoadedModel
-from steering.sites import SiteKey, SiteMap
+from steering.sites import SiteKey, SiteMap, site_map_of
 from steering.vectors import SteeringVector, VectorError
 
 Positions = Literal["all", "prompt", "generated"]
@@ -41,16 +41,6 @@ class SteeringRun:
     fired: dict[str, int] = field(default_factory=dict)
     moved: dict[str, int] = field(default_factory=dict)
     _current: torch.Tensor | None = None  # absolute positions of the running forward
-
-
-def site_map_of(model: LoadedModel | nn.Module) -> SiteMap:
-    """The model's site modules, resolved once per model object."""
-    module = model.model if isinstance(model, LoadedModel) else model
-    cached = getattr(module, "_fints_site_map", None)
-    if cached is None:
-        cached = SiteMap(module)
-        module._fints_site_map = cached  # a cache of module handles, not steering state
-    return cached
 
 
 @contextmanager

@@ -97,6 +97,26 @@ def site_keys(sites: str | Iterable[str], layers: Iterable[int]) -> list[SiteKey
     return [SiteKey(name, int(layer)) for layer in layers for name in dict.fromkeys(names)]
 
 
+def site_map_of(model: object) -> SiteMap:
+    """The model's site modules, resolved once per model object (a `LoadedModel` or the
+    transformers model itself)."""
+    from torch import nn
+
+    module = model if isinstance(model, nn.Module) else model.model  # type: ignore[attr-defined]
+    cached = getattr(module, "_fints_site_map", None)
+    if cached is None:
+        cached = SiteMap(module)  # type: ignore[arg-type]
+        module._fints_site_map = cached  # type: ignore[union-attr]  # module handles, not steering state
+    return cached
+
+
+def rerun_from(keys: Iterable[SiteKey]) -> int:
+    """The first decoder layer that computes differently once vectors are added at
+    `keys`: a vector at a layer's output (`whole`) leaves that layer itself as it was,
+    one inside it (`attn`, `mlp`) does not. Everything below can be reused unsteered."""
+    return min(key.layer + (1 if key.site == "whole" else 0) for key in keys)
+
+
 class SiteMap:
     """The modules of one model's sites, resolved once and reused for every request."""
 

@@ -202,11 +202,12 @@ def test_chat_template_is_used_when_the_tokenizer_has_one(loaded) -> None:
     assert message.tool_calls[0]["name"] == "find_items"
 
 
-@pytest.mark.parametrize("reuse", ["always", "unsteered"])
+@pytest.mark.parametrize("reuse", ["always", "exact"])
 def test_reusing_the_shared_prefix_changes_no_decision(loaded, reuse) -> None:
     """The instructions every prompt shares are computed once (unsteered) and reused;
-    decisions must be the same as computing every prompt in full. "unsteered" reuses
-    them only for calls without a vector."""
+    decisions must be the same as computing every prompt in full. "exact" recomputes
+    the layers a vector changes ("always" does not: with this vector at layer 0's
+    output and 2 layers, its decisions are the same here too)."""
     conversations = [[("human", "find running shoes")], [("human", "stop now please")], [("human", "x")]]
     vectors = [vector(loaded, 3, scale=5.0), None, vector(loaded, 4, scale=5.0)]
     tools = [find_items, end_session]
@@ -222,15 +223,15 @@ def test_reusing_the_shared_prefix_changes_no_decision(loaded, reuse) -> None:
         a = reused.generate_batch(convs, steering=vecs, tools=tools, tool_choice="any")
         b = full.generate_batch(convs, steering=vecs, tools=tools, tool_choice="any")
         assert [m.tool_calls[0] | {"id": ""} for m in a] == [m.tool_calls[0] | {"id": ""} for m in b]
-    # always: the 1st call has nothing to compare with, the 2nd computes the instructions,
-    # the 3rd and 4th reuse them; unsteered: the 2nd call is the first to look (no
-    # vector), the 4th computes the instructions
-    assert (loaded.prefixes.misses, loaded.prefixes.hits) == ((1, 2) if reuse == "always" else (1, 0))
+    # the 1st call's rows differ: it stores what they share; the others (the 3rd
+    # steered) reuse it
+    assert (loaded.prefixes.misses, loaded.prefixes.hits) == (1, 3)
 
 
-def test_decision_steering_reuses_the_prefix_for_the_arguments_only(loaded) -> None:
-    """The arguments pass of "decision" steering is unsteered, so it takes the shared
-    instructions from the cache; the steered pass computes them in full."""
+def test_decision_steering_reuses_the_prefix_in_both_passes(loaded) -> None:
+    """Both passes of "decision" steering take the shared instructions from the cache
+    (the steered one recomputes the layers its vector changes), with the same calls as
+    computing everything; the arguments pass, the same prompt again, adds no entry."""
     from steering.prefix import PrefixCache
 
     tools = [find_items, double, end_session]
@@ -238,14 +239,15 @@ def test_decision_steering_reuses_the_prefix_for_the_arguments_only(loaded) -> N
     vectors = [vector(loaded, 20 + i, scale=60.0) for i in range(3)]
     kwargs = dict(max_new_tokens=48, max_string_length=8, max_array_items=2, steering_positions="decision")
     loaded.prefixes = PrefixCache()
-    reused = SteeredChatModel(loaded=loaded, reuse_prefix="unsteered", **kwargs)
+    reused = SteeredChatModel(loaded=loaded, reuse_prefix="exact", **kwargs)
     full = SteeredChatModel(loaded=loaded, reuse_prefix="never", **kwargs)
     for request, vec in zip(requests, vectors):
         (a,) = reused.generate_batch([request], steering=[vec], tools=tools, tool_choice="any")
         (b,) = full.generate_batch([request], steering=[vec], tools=tools, tool_choice="any")
         assert a.tool_calls[0] | {"id": ""} == b.tool_calls[0] | {"id": ""}
-    # one arguments pass per decision; the first only records its prompt
-    assert (loaded.prefixes.misses, loaded.prefixes.hits) == (1, 1)
+    # the 1st decision only records its prompt; the 2nd's steered pass stores the
+    # instructions, its arguments pass and both of the 3rd's passes reuse them
+    assert (loaded.prefixes.misses, loaded.prefixes.hits) == (1, 3)
 
 
 def test_pack_rows_pads_on_the_left() -> None:

@@ -83,16 +83,16 @@ def test_mean_activations_shapes():
 def test_reusing_the_shared_prefix_gives_the_same_vectors(family):
     loaded = tiny_model(family)
     head = "Tools: search_product_by_query, get_recommendations_by_history, add_product_review.\n" * 2
-    texts = [(head + "Request: a gift for my sister\nCall:", " get_recommendations_by_history"),
-             (head + "Request: write that the blender broke\nCall:", " add_product_review"),
-             (head + "Request: x\nCall:", " search_product_by_query with a longer tail")]
     keys = site_keys("attn+mlp", [0, 1])
-    fresh = mean_answer_activations(loaded, texts, keys, reuse_prefix=False)
-    for _ in range(3):  # nothing to compare with, then a miss, then a hit on the stored prefix
+    for round in range(3):  # the 1st round's rows differ: their shared part is stored, then reused
+        texts = [(head + f"Request: a gift for my sister {round}\nCall:", " get_recommendations_by_history"),
+                 (head + f"Request: write that the blender broke {round}\nCall:", " add_product_review"),
+                 (head + f"Request: x {round}\nCall:", " search_product_by_query with a longer tail")]
+        fresh = mean_answer_activations(loaded, texts, keys, reuse_prefix=False)
         reused = mean_answer_activations(loaded, texts, keys)
         for key in fresh:
             assert torch.allclose(reused[key], fresh[key], atol=1e-5)
-    assert loaded.prefixes.misses == 1 and loaded.prefixes.hits == 1
+    assert loaded.prefixes.misses == 1 and loaded.prefixes.hits == 2
 
 
 def test_shared_prefix_length_leaves_a_token_per_row():
@@ -102,36 +102,3 @@ def test_shared_prefix_length_leaves_a_token_per_row():
     assert shared_prefix_length([[1, 2, 3], [1, 9]]) == 1
     assert shared_prefix_length([[5, 2], [1, 2]]) == 0
     assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 4]], limit=2) == 2
-
-
-@pytest.mark.parametrize("family", ["llama", "gemma3"])
-def test_a_shifted_prefix_cache_equals_the_left_padded_batch(family):
-    """Rows of different lengths, left-padded, take their shared prefix from the cache
-    shifted per row: the logits equal running the padded batch in full."""
-    from steering.prefix import PrefixCache
-
-    loaded = tiny_model(family, seed=4)
-    model = loaded.model
-    if family == "gemma3":
-        model.config.sliding_window = 64  # the prefix must fit the window; see the next test
-    prefix = list(range(5, 17))
-    rows = [prefix + [40, 41, 42, 43, 44], prefix + [50], prefix + [60, 61, 62]]
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as `generate` numbers left-padded rows
-    gaps = [width - len(r) for r in rows]
-    with torch.no_grad():
-        full = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
-        cache = PrefixCache().copy_for(model, prefix, len(rows), gaps)
-        cached = model(input_ids=ids[:, len(prefix):], attention_mask=mask, past_key_values=cache,
-                       position_ids=positions[:, len(prefix):], use_cache=True).logits[:, -1]
-    assert torch.allclose(cached, full, atol=1e-5)
-
-
-def test_a_prefix_longer_than_the_sliding_window_is_refused():
-    from steering.prefix import PrefixCache
-
-    loaded = tiny_model("gemma3", seed=4)  # sliding window 16
-    with pytest.raises(ValueError, match="sliding window"):
-        PrefixCache().copy_for(loaded.model, list(range(5, 25)), 2, [0, 1])

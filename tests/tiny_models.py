@@ -9,6 +9,7 @@ SentencePiece models such as Gemma and Mistral).
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerFast
@@ -57,33 +58,35 @@ def tokenizer(family: str) -> PreTrainedTokenizerFast:
     )
 
 
-def config(family: str):
+def config(family: str, layers: int = 2, **overrides: Any):
     from transformers import Gemma3TextConfig, GPT2Config, LlamaConfig, Qwen2Config
 
-    common = dict(vocab_size=VOCAB, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    common = dict(vocab_size=VOCAB, pad_token_id=0, bos_token_id=1, eos_token_id=2, **overrides)
     if family == "llama":
-        return LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        return LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
                            num_attention_heads=4, num_key_value_heads=2, **common)
     if family == "qwen2":
-        return Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        return Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
                            num_attention_heads=4, num_key_value_heads=2, **common)
     if family == "gemma3":
-        return Gemma3TextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        return Gemma3TextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
                                 num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                                sliding_window=16, **common)
+                                **{"sliding_window": 16, **common})
     if family == "gpt2":
-        return GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=512, vocab_size=VOCAB,
-                          bos_token_id=1, eos_token_id=2)
+        return GPT2Config(n_embd=32, n_layer=layers, n_head=4, n_positions=512, vocab_size=VOCAB,
+                          bos_token_id=1, eos_token_id=2, **overrides)
     raise ValueError(family)
 
 
 FAMILIES = ("llama", "qwen2", "gemma3", "gpt2")
 
 
-def tiny_model(family: str, tokenizer_family: str = "bpe", seed: int = 0) -> LoadedModel:
+def tiny_model(family: str, tokenizer_family: str = "bpe", seed: int = 0, layers: int = 2,
+               **overrides: Any) -> LoadedModel:
+    """A random model of `family` (`overrides`: extra config fields)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config(family), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config(family, layers, **overrides), dtype=torch.float32)
     model.eval().requires_grad_(False)
     return LoadedModel(model, tokenizer(tokenizer_family), f"tiny-{family}", "config", 0.0)
