@@ -56,8 +56,8 @@ def mean_answer_activations(
     tokenizer = model.tokenizer
     encoded = [encode_with_answer(tokenizer, prompt, answer) for prompt, answer in texts]
     rows = [ids for ids, _ in encoded]
-    limit = min(start for _, start in encoded)
-    shared = model.prefixes.shared_length(rows, limit) if reuse_prefix else 0
+    prompts = [ids[:start] for ids, start in encoded]  # one pair's answers share one prompt
+    shared = model.prefixes.shared_length(prompts) if reuse_prefix else 0
     width = max(len(ids) for ids in rows) - shared
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)

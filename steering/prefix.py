@@ -45,7 +45,8 @@ def shared_prefix_length(rows: Sequence[Sequence[int]], limit: int | None = None
 @dataclass
 class _Entry:
     """One prefix, run once unsteered: its KV cache and each decoder layer's output
-    (`tupled`: the layers return tuples, as in transformers 4.x)."""
+    (`tupled`: the layers return tuples, as in transformers 4.x). The outputs take
+    layers x tokens x hidden floats (24 MB on the default model's instructions)."""
 
     cache: Any
     outputs: list[torch.Tensor]
@@ -69,9 +70,10 @@ class PrefixCache:
 
         Comparing with the previous call is what finds the instructions every request
         shares, even for a batch of one request (or of one request's two answers), whose
-        rows alone would share the whole request and pollute the cache. Rows that are all
-        one prompt, and that prompt again (a decision's steered pass, then its arguments
-        pass), share all of it: from them only a stored prefix is taken, never a new one.
+        rows alone would share the whole request and pollute the cache. From one prompt
+        (alone, or again: a decision's steered pass, then its arguments pass) only a
+        stored prefix is taken, never a new one. `limit` caps the length (a sliding
+        window); pass prompts without their answers.
         """
         with self._lock:
             previous, self._previous = self._previous, list(rows[0])
@@ -87,6 +89,8 @@ class PrefixCache:
             stored = [len(key) for key in self._entries if len(key) >= MIN_PREFIX and head[: len(key)] == key]
         if stored:
             return max(stored)
+        # A new entry only where the prompts differ: one prompt (alone or again) shares
+        # all of itself, request included.
         distinct = {tuple(row) for row in rows} | ({tuple(previous)} if previous is not None else set())
         return length if len(distinct) > 1 else 0
 
@@ -115,7 +119,8 @@ class PrefixCache:
 
         Layers below `start` are not run: each returns the stored unsteered output of
         layer `start - 1`, so a `whole` vector at that layer still fires its hook. Exact
-        when no vector acts below `start` (`steering.sites.rerun_from`).
+        when no vector acts below `start` (`steering.sites.rerun_from`). The caller holds
+        the model's lock: the layers are patched while this runs.
         """
         with self._lock:
             entry = self._entries.get(tuple(prefix))
@@ -195,13 +200,16 @@ def _shift(states: torch.Tensor, gaps: list[int]) -> torch.Tensor:
 @contextmanager
 def _replaying(layers: Sequence[nn.Module], output: Any) -> Iterator[None]:
     """Layers that return `output` instead of computing (their hooks still fire)."""
+    saved = [layer.__dict__.get("forward") for layer in layers]  # a wrapper someone else set
     for layer in layers:
         layer.forward = lambda *args, **kwargs: output  # an instance attribute, removed below
     try:
         yield
     finally:
-        for layer in layers:
+        for layer, own in zip(layers, saved):
             del layer.forward
+            if own is not None:
+                layer.forward = own
 
 
 def _shift_rows(cache: Any, length: int, gaps: list[int]) -> None:

@@ -203,7 +203,7 @@ def test_chat_template_is_used_when_the_tokenizer_has_one(loaded) -> None:
 
 
 @pytest.mark.parametrize("reuse", ["always", "exact"])
-def test_reusing_the_shared_prefix_changes_no_decision(loaded, reuse) -> None:
+def test_reusing_the_shared_prefix_changes_no_decision(loaded, reuse, monkeypatch) -> None:
     """The instructions every prompt shares are computed once (unsteered) and reused;
     decisions must be the same as computing every prompt in full. "exact" recomputes
     the layers a vector changes ("always" does not: with this vector at layer 0's
@@ -218,6 +218,10 @@ def test_reusing_the_shared_prefix_changes_no_decision(loaded, reuse) -> None:
     from steering.prefix import PrefixCache
 
     loaded.prefixes = PrefixCache()  # start from nothing: no previous prompt to compare with
+    reruns: list[int] = []
+    rerun = PrefixCache.rerun_layers
+    monkeypatch.setattr(PrefixCache, "rerun_layers",
+                        lambda self, *args: (reruns.append(args[-1]), rerun(self, *args))[1])
     for convs, vecs in ((conversations, vectors), (conversations[1:2], vectors[1:2]),
                         (conversations[2:], vectors[2:]), (conversations[:2], None)):
         a = reused.generate_batch(convs, steering=vecs, tools=tools, tool_choice="any")
@@ -226,6 +230,9 @@ def test_reusing_the_shared_prefix_changes_no_decision(loaded, reuse) -> None:
     # the 1st call's rows differ: it stores what they share; the others (the 3rd
     # steered) reuse it
     assert (loaded.prefixes.misses, loaded.prefixes.hits) == (1, 3)
+    # "exact" reruns the steered calls (1st, 3rd) from layer 1 (above whole.0); unsteered
+    # calls and "always" keep both layers (start 2: nothing is run again)
+    assert reruns == ([2, 2, 2, 2] if reuse == "always" else [1, 2, 1, 2])
 
 
 def test_decision_steering_reuses_the_prefix_in_both_passes(loaded) -> None:

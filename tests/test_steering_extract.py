@@ -102,3 +102,19 @@ def test_shared_prefix_length_leaves_a_token_per_row():
     assert shared_prefix_length([[1, 2, 3], [1, 9]]) == 1
     assert shared_prefix_length([[5, 2], [1, 2]]) == 0
     assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 4]], limit=2) == 2
+
+
+def test_one_pairs_answers_store_no_prefix():
+    """One pair's two answers share their whole prompt, request included: extracting it
+    must not store that prompt as a reusable prefix; pairs of different requests do
+    store the instructions they share."""
+    loaded = tiny_model("llama")
+    head = "Tools: search_product_by_query, get_recommendations_by_history.\n"
+    keys = site_keys("whole", [0])
+    for _ in range(2):
+        mean_answer_activations(loaded, [(head + "Request: a gift\nCall:", " search"),
+                                         (head + "Request: a gift\nCall:", " review")], keys)
+    assert loaded.prefixes.misses == 0
+    mean_answer_activations(loaded, [(head + "Request: shoes\nCall:", " search"),
+                                     (head + "Request: a lamp\nCall:", " review")], keys)
+    assert loaded.prefixes.misses == 1

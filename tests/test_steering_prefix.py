@@ -59,14 +59,18 @@ def test_rerunning_the_steered_layers_equals_steering_the_whole_batch(family, si
     loaded = four_layers(family)
     model, cache_store = loaded.model, PrefixCache()
     prefix = list(range(5, 17))
-    rows = [prefix + [40, 41, 42, 43, 44], prefix + [50], prefix + [60, 61, 62]]
+    # pads 3, 14, 12 and 0: the 2nd row's outnumber the prefix's 12 tokens (all of its
+    # prefix is fed again with the request), the 3rd's equal them
+    rows = [prefix + list(range(40, 52)), prefix + [52], prefix + [60, 61, 62], prefix + list(range(70, 85))]
     ids, mask, positions, gaps = left_padded(rows)
+    assert max(gaps) > len(prefix)
     rest = dict(attention_mask=mask, position_ids=positions[:, len(prefix):], use_cache=True)
     generator = torch.Generator().manual_seed(0)
     for layer in range(4):
         key = f"{site}.{layer}"
         vectors = [SteeringVector({key: torch.randn(32, generator=generator) * 10}, loaded.model_id, 32),
-                   None, SteeringVector({key: torch.randn(32, generator=generator)}, loaded.model_id, 32)]
+                   None, SteeringVector({key: torch.randn(32, generator=generator)}, loaded.model_id, 32),
+                   SteeringVector({key: torch.randn(32, generator=generator) * 5}, loaded.model_id, 32)]
         start = rerun_from([SiteKey.parse(key)])
         with torch.no_grad():
             with steer(loaded, vectors, prompt_length=ids.shape[1]):
@@ -80,7 +84,7 @@ def test_rerunning_the_steered_layers_equals_steering_the_whole_batch(family, si
         assert torch.allclose(cached, full, atol=1e-5), key
         assert torch.allclose(cached[1], unrun[1], atol=1e-5), "the unsteered row changed"
         if layer < 3:  # the last layer's outputs over the prefix are read by no later token
-            assert (unrun[0] - full[0]).abs().max() > 1e-4, f"{key}: the rerun did nothing"
+            assert (unrun[3] - full[3]).abs().max() > 1e-4, f"{key}: the rerun did nothing"
 
 
 def test_rerun_needs_the_copy_first_and_a_layer_in_range():
