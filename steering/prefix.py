@@ -139,7 +139,7 @@ class PrefixCache:
             ids[row, gap:] = torch.tensor(prefix[: length - gap], device=device)
             mask[row, gap:] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        below = _shift(entry.outputs[start - 1], gaps) if start else None
+        below = _shift(entry.outputs[start - 1], gaps, dim=1) if start else None
         with _replaying(sites.layers[:start], (below,) if entry.tupled else below):
             fresh = sites.decoder(input_ids=ids, attention_mask=mask, position_ids=positions,
                                   use_cache=True).past_key_values
@@ -189,11 +189,15 @@ def _run_prefix(model: nn.Module, prefix: tuple[int, ...]) -> _Entry:
     return _Entry(out.past_key_values, [hidden_of(o) for o in outputs], tupled)
 
 
-def _shift(states: torch.Tensor, gaps: list[int]) -> torch.Tensor:
-    """A (1, n, hidden) tensor as a left-padded batch: row r moved right by gaps[r]."""
-    length = states.shape[1]
-    rows = [torch.cat([states.new_zeros(1, gap, states.shape[2]), states[:, : length - gap]], dim=1)
-            for gap in gaps]
+def _shift(states: torch.Tensor, gaps: list[int], dim: int) -> torch.Tensor:
+    """A one-row tensor as a left-padded batch: row r moved right along `dim` by gaps[r]
+    (zeros in front, its last gaps[r] positions dropped)."""
+    length = states.shape[dim]
+    rows = []
+    for gap in gaps:
+        gap = min(gap, length)
+        empty = states.new_zeros(*states.shape[:dim], gap, *states.shape[dim + 1:])
+        rows.append(torch.cat([empty, states.narrow(dim, 0, length - gap)], dim=dim))
     return torch.cat(rows, dim=0)
 
 
@@ -222,10 +226,4 @@ def _shift_rows(cache: Any, length: int, gaps: list[int]) -> None:
                 "(a sliding window shorter than the prefix); it cannot be shifted per row"
             )
         for name in ("keys", "values"):
-            states = getattr(layer, name)
-            rows = []
-            for gap in gaps:
-                gap = min(gap, length)
-                empty = states.new_zeros(*states.shape[:-2], gap, states.shape[-1])
-                rows.append(torch.cat([empty, states[..., : length - gap, :]], dim=-2))
-            setattr(layer, name, torch.cat(rows, dim=0))
+            setattr(layer, name, _shift(getattr(layer, name), gaps, dim=-2))
