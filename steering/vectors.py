@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from steering.sites import SiteKey
+from steering.sites import SiteError, SiteKey
 
 FORMAT = "fints-steering-vector/1"
 
@@ -39,7 +39,10 @@ class SteeringVector:
         if not self.tensors:
             raise VectorError("a steering vector needs at least one (site, layer) tensor")
         for key, tensor in self.tensors.items():
-            SiteKey.parse(key)
+            try:
+                SiteKey.parse(key)
+            except SiteError as error:  # a corrupt file is a vector error, whatever part is bad
+                raise VectorError(str(error)) from error
             if tensor.ndim != 1 or tensor.shape[0] != self.hidden_size:
                 raise VectorError(
                     f"tensor {key!r} has shape {tuple(tensor.shape)}; expected "
