@@ -82,13 +82,28 @@ def mean_answer_activations(
 
         return hook
 
-    hooks = [(sites.module(key), reader(str(key))) for key in keys]
+    def enough(_module: nn.Module, _args: tuple[Any, ...], _output: Any) -> None:
+        raise _AllRead
+
+    # Readers first: forward hooks fire in the order registered, so the deepest layer's
+    # own reader has its value before `enough` stops the pass.
+    deepest = sites.layers[max(key.layer for key in keys)]
+    hooks = [(sites.module(key), reader(str(key))) for key in keys] + [(deepest, enough)]
     with model.lock, torch.no_grad():
         cache = model.prefixes.copy_for(model.model, rows[0][:shared], len(rows)) if shared else None
         with hooked(hooks):
-            model.model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                        past_key_values=cache, use_cache=cache is not None)
+            try:
+                sites.decoder(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                              past_key_values=cache, use_cache=cache is not None)
+            except _AllRead:
+                pass
     return means
+
+
+class _AllRead(Exception):
+    """Stops an extraction pass once every site it reads has its value: the layers above
+    the deepest site and the output head (a 262k-word vocabulary for Gemma 3) would only
+    cost time (the cache copy they would have filled is thrown away)."""
 
 
 def extract_vectors(

@@ -118,3 +118,19 @@ def test_one_pairs_answers_store_no_prefix():
     mean_answer_activations(loaded, [(head + "Request: shoes\nCall:", " search"),
                                      (head + "Request: a lamp\nCall:", " review")], keys)
     assert loaded.prefixes.misses == 1
+
+
+def test_extraction_stops_after_the_deepest_site_it_reads():
+    from steering import site_map_of
+    from steering.hooks import hooked
+
+    loaded = tiny_model("gemma3", layers=3)
+    sites = site_map_of(loaded)
+    calls = []
+    spies = [(sites.layers[1], lambda m, a, o: calls.append("layer1")),
+             (sites.layers[2], lambda m, a, o: calls.append("layer2")),
+             (loaded.model.get_output_embeddings(), lambda m, a, o: calls.append("head"))]
+    pair = ContrastPair("Request: a gift\nCall:", " get_recommendations_by_history", " search_product_by_query")
+    with hooked(spies):
+        extract_vectors(loaded, [pair], sites="whole", layers=[1])
+    assert calls == ["layer1"]  # one pass, stopped at layer 1: no layer 2, no output head
