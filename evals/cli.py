@@ -76,6 +76,9 @@ def _eval(args: argparse.Namespace) -> int:
         from evals.experiments.sweep import write_defaults
 
         chosen = report["experiments"]["sweep"].get("chosen")
+        if report.get("errors"):
+            print("fints eval: the sweep failed; defaults left unchanged", file=sys.stderr)
+            return 1
         if chosen is None:
             print("fints eval: every swept setting degenerates; defaults left unchanged",
                   file=sys.stderr)
@@ -88,7 +91,9 @@ def _eval(args: argparse.Namespace) -> int:
             print(f"{track:6s} {name:28s} F {o['function_acc']:.3f}  R {o['result_acc']:.3f}  "
                   f"n {o['n']}")
     print(f"wrote {args.out}/report.json and report.md")
-    return 0
+    for error in report.get("errors", []):
+        print(f"fints eval: {error}", file=sys.stderr)
+    return 1 if report.get("errors") else 0
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -3,7 +3,9 @@
 Input is checked before anything heavy loads (unknown methods, missing data, unknown
 users fail at once with what is allowed); memory for the evaluated users is built when
 missing; each track runs every method over the same tasks; the suite's experiments add
-their sections; the report is validated before anything is written.
+their sections. The report is validated and written after every track and experiment
+(`pending` lists what is still to come), so a long run stopped halfway keeps what it
+finished; an experiment that fails is recorded under `errors` and the others still run.
 """
 
 from __future__ import annotations
@@ -92,8 +94,15 @@ def run_eval(config: EvalConfig) -> dict:
         raise EvalInputError(f"unknown suite {config.suite!r}; allowed: {', '.join(SUITES)}")
     suite = SUITES[config.suite]
     names = check_methods(config.methods or suite.methods or method_names())
+    multi_names = check_methods(config.methods or suite.multi_methods or names)
     tracks = tracks_for(config.track, suite)
     experiments = suite.experiments if config.experiments is None else tuple(config.experiments)
+    from evals.experiments import EXPERIMENTS
+
+    unknown = [e for e in experiments if e not in EXPERIMENTS]
+    if unknown:
+        raise EvalInputError(f"unknown experiment(s) {', '.join(unknown)}; allowed: "
+                             f"{', '.join(EXPERIMENTS)}")
     dataset = load_data(config.data)
     if config.tasks_file:
         tasks = load_task_file(config.tasks_file, dataset)
@@ -113,15 +122,20 @@ def run_eval(config: EvalConfig) -> dict:
     agent_config = AgentConfig(data_dir=config.data, model=config.model,
                                store=config.store or str(out / "memory"),
                                method="zero-shot", online_memory=False)
+    parts = [f"track_{t}" for t in tracks] + [f"experiment_{e}" for e in experiments]
     with FintsAgent.open(agent_config) as agent:
         timing = {"open": time.perf_counter() - started}
         ctx = EvalContext(agent=agent, dataset=dataset, users=users, tasks=tasks,
-                          methods=[], out=out, suite=suite.name, progress=config.progress,
-                          timing=timing)
-        ctx.methods = [ctx.method(n) for n in names]
+                          methods=[], out=out, suite=suite.name,
+                          progress=config.progress, timing=timing)
+        by_track = {"single": [ctx.method(n) for n in names],
+                    "multi": [ctx.method(n) for n in multi_names]}
+        ctx.methods = by_track["single"]
         report = base_report(config, agent, dataset, users)
-        layers = memory_layers(ctx.methods) or [6]
-        if any(m.steers for m in ctx.methods) or experiments:
+        report.update(pending=list(parts), errors=[])
+        steering = [m for t in tracks for m in by_track[t]]
+        layers = memory_layers(steering) or [6]
+        if any(m.steers for m in steering) or experiments:
             mark = time.perf_counter()
             report["memory_build"] = ensure_memory(agent, dataset, users, layers,
                                                    max_history=suite.max_history,
@@ -130,16 +144,37 @@ def run_eval(config: EvalConfig) -> dict:
         for track in tracks:
             mark = time.perf_counter()
             track_tasks = tasks if track == "single" else multi_tasks(tasks, suite.multi_users)
-            report["tracks"][track] = run_track(ctx, track, track_tasks)
+            report["tracks"][track] = run_track(ctx, track, track_tasks, by_track[track])
             timing[f"track_{track}"] = time.perf_counter() - mark
-        for name in experiments:
-            mark = time.perf_counter()
-            report["experiments"][name] = run_experiment(name, ctx)
-            timing[f"experiment_{name}"] = time.perf_counter() - mark
-        timing["total"] = time.perf_counter() - started
-        report["timing"] = {k: round(v, 1) for k, v in timing.items()}
-    write_report(report, out)
+            _save_part(report, f"track_{track}", timing, started, out)
+        run_experiments(ctx, experiments, report, started)
     return report
+
+
+def run_experiments(ctx: EvalContext, names: Sequence[str], report: dict, started: float) -> None:
+    """Each experiment in turn, the report saved after each; one that raises is recorded
+    under `errors` (and as its section's note) and the others still run."""
+    from evals.experiments import EXPERIMENTS
+
+    for name in names:
+        mark = time.perf_counter()
+        try:
+            report["experiments"][name] = EXPERIMENTS[name](ctx)
+        except Exception as error:  # noqa: BLE001 - reported, and the CLI exits non-zero
+            report["errors"].append(f"experiment {name}: {type(error).__name__}: {error}")
+            report["experiments"][name] = {"note": f"failed: {type(error).__name__}: {error}"}
+        ctx.timing[f"experiment_{name}"] = time.perf_counter() - mark
+        _save_part(report, f"experiment_{name}", ctx.timing, started, ctx.out)
+
+
+def _save_part(report: dict, part: str, timing: dict, started: float, out: Path) -> None:
+    """After each track or experiment, write the report so far (marked by what is still
+    pending): a run stopped halfway keeps everything it finished."""
+    report["pending"].remove(part)
+    timing.pop("total", None)  # kept last in the table
+    timing["total"] = time.perf_counter() - started
+    report["timing"] = {k: round(v, 1) for k, v in timing.items()}
+    write_report(report, out)
 
 
 def multi_tasks(tasks: Sequence[Any], users: int) -> list[Any]:
@@ -148,11 +183,11 @@ def multi_tasks(tasks: Sequence[Any], users: int) -> list[Any]:
     return [t for t in tasks if t.user_id in set(chosen)]
 
 
-def run_track(ctx: EvalContext, track: str, tasks: Sequence[Any]) -> dict:
+def run_track(ctx: EvalContext, track: str, tasks: Sequence[Any], methods_run: Sequence[Any]) -> dict:
     """Every method over the same tasks; one progress bar for the whole track."""
     methods: dict[str, dict] = {}
-    with ctx.bar(len(tasks) * len(ctx.methods), f"{track}-turn") as bar:
-        for method in ctx.methods:
+    with ctx.bar(len(tasks) * len(methods_run), f"{track}-turn") as bar:
+        for method in methods_run:
             bar.set_postfix_str(method.name)
             if track == "single":
                 outcomes = run_single(ctx.agent, tasks, method, batch_size=ctx.batch_size, bar=bar)
@@ -161,14 +196,6 @@ def run_track(ctx: EvalContext, track: str, tasks: Sequence[Any]) -> dict:
             ctx.outcomes[(track, method.name)] = outcomes
             methods[method.name] = summarize_method(outcomes, multi=track == "multi")
     return {"tasks": len(tasks), "users": len({t.user_id for t in tasks}), "methods": methods}
-
-
-def run_experiment(name: str, ctx: EvalContext) -> dict:
-    from evals.experiments import EXPERIMENTS
-
-    if name not in EXPERIMENTS:
-        raise EvalInputError(f"unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
-    return EXPERIMENTS[name](ctx)
 
 
 def base_report(config: EvalConfig, agent: Any, dataset: Any, users: list[str]) -> dict:

@@ -3,7 +3,8 @@ shaped like PersonalWAB's) and PNG plots; `validate_report` checks every figure.
 
 Schema `fints-eval-report/1`, top level: `schema`, `created`, `command`, `machine`,
 `model`, `data`, `suite`, `users`, `tracks` ({"single"|"multi": {"tasks": n,
-"methods": {name: method summary}}}), `experiments` ({name: section}), `timing`.
+"methods": {name: method summary}}}), `experiments` ({name: section}), `timing`,
+`pending` (parts not run yet: the report is rewritten after each part) and `errors`.
 A method summary (see `evals.stats.summarize_method`): `per_type` and `overall` groups
 of {n, function_acc, function_acc_ci, result_acc, result_acc_ci}, `median_latency_s`,
 `degeneration_rate`, `malformed_rate`, `steered_rate`, and `avg_steps` (multi-turn).
@@ -101,6 +102,9 @@ def write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
     os.replace(tmp, path)
 
 
@@ -148,6 +152,10 @@ def render_markdown(report: dict) -> str:
              f"Model `{report['model']}`, data `{report['data']}`, {len(report['users'])} "
              f"users, created {report['created']}.", "",
              f"Command: `{report.get('command', '')}`", ""]
+    if report.get("pending"):
+        lines += [f"**Unfinished**: still to run: {', '.join(report['pending'])}.", ""]
+    lines += [f"**Error**: {e}" for e in report.get("errors", [])]
+    lines += [""] if report.get("errors") else []
     for track, section in report["tracks"].items():
         lines += [f"## {track.title()}-turn track ({section['tasks']} tasks)", ""]
         lines += method_table(section["methods"], multi=track == "multi")

@@ -16,6 +16,9 @@ class Suite:
     multi_users: int  # users (of the evaluated ones) on the multi-turn track
     experiments: tuple[str, ...]
     max_history: int = 10  # latest history items per user that become memory entries
+    # methods on the multi-turn track (None: the single track's); an episode costs
+    # several decisions, so the full suite runs the comparison that matters there
+    multi_methods: tuple[str, ...] | None = None
 
 
 SMOKE = Suite(  # sized to finish within 5 minutes on two CPU cores
@@ -23,8 +26,9 @@ SMOKE = Suite(  # sized to finish within 5 minutes on two CPU cores
     methods=("zero-shot", "prompt-k1", "steer-whole-attentive"),
     tracks=("single",), multi_users=2, experiments=(), max_history=4,
 )
-FULL = Suite(  # every held-out user, 2 of their ~10 test tasks: sized for 90 minutes on 2 cores
-    name="full", users=None, tasks_per_user=2, methods=None, tracks=("single", "multi"),
-    multi_users=4, experiments=("sparse", "clusters", "online", "sweep"),
+FULL = Suite(  # every held-out user, 1 of their ~10 test tasks: sized for 90 minutes on 2 cores
+    name="full", users=None, tasks_per_user=1, methods=None, tracks=("single", "multi"),
+    multi_users=6, experiments=("sparse", "clusters", "online", "sweep"),
+    multi_methods=("zero-shot", "prompt-k5", "steer-whole-mean", "steer-whole-attentive"),
 )
 SUITES = {s.name: s for s in (SMOKE, FULL)}

@@ -141,3 +141,39 @@ def test_sweep_choice_and_defaults_file(tmp_path) -> None:
     table = json.loads(path.read_text())
     assert table["gemma-x"] == entry == {"alpha": 0.5, "layers": [3], "positions": "prompt"}
     assert table["*"] == {"alpha": 0.5, "layers": [6]}
+
+
+def test_a_failing_experiment_is_recorded_and_the_others_still_run(tmp_path, monkeypatch) -> None:
+    import json
+
+    import evals.experiments as experiments
+    from evals.context import EvalContext
+    from evals.evaluate import run_experiments
+
+    def broken(ctx):
+        raise RuntimeError("chroma went away")
+
+    def fine(ctx):
+        return {"note": "ran", "methods": {"x": sample_report()["tracks"]["single"]["methods"]["zero-shot"]}}
+
+    monkeypatch.setattr(experiments, "EXPERIMENTS", {"broken": broken, "fine": fine})
+    report = {**sample_report(), "pending": ["experiment_broken", "experiment_fine"], "errors": []}
+    ctx = EvalContext(agent=None, dataset=None, users=["u"], tasks=[], methods=[], out=tmp_path)
+    seen = []
+    real_fine = experiments.EXPERIMENTS["fine"]
+
+    def fine_after_broken(ctx):  # the report on disk already has the failed part
+        seen.append(json.loads((tmp_path / "report.json").read_text()))
+        return real_fine(ctx)
+
+    experiments.EXPERIMENTS["fine"] = fine_after_broken
+    run_experiments(ctx, ["broken", "fine"], report, started=0.0)
+    assert report["errors"] == ["experiment broken: RuntimeError: chroma went away"]
+    assert seen[0]["pending"] == ["experiment_fine"]
+    assert "failed: RuntimeError" in seen[0]["experiments"]["broken"]["note"]
+    final = json.loads((tmp_path / "report.json").read_text())
+    assert final["pending"] == [] and final["experiments"]["fine"]["note"] == "ran"
+    assert set(final["timing"]) >= {"experiment_broken", "experiment_fine", "total"}
+    text = (tmp_path / "report.md").read_text()
+    assert "**Error**: experiment broken: RuntimeError" in text and "Unfinished" not in text
+    assert "**Unfinished**: still to run: experiment_fine" in render_markdown(seen[0])

@@ -16,7 +16,7 @@ from evals.plots import lines
 from evals.runner import score_executed
 from evals.stats import TaskOutcome, summarize_method
 
-STREAM = 16  # interactions per user
+STREAM = 12  # interactions per user (6 before and 6 after a drift)
 HALF_LIFE_DAYS = 60.0
 
 

@@ -20,16 +20,18 @@ from evals.tasks import select_users, tasks_of
 
 # Around the setting a probe on the bundled model found (whole site, layer 6, 0.2 x the
 # residual norm, "decision" positions: 11/12 habitual tools, clean arguments).
-ALPHAS = (0.1, 0.2, 0.3, 0.5)
+# Every layer in "decision" mode, and "all" positions at the probe's layer only (it
+# degenerated there already): 12 settings, sized to the full suite's 90 minutes.
+ALPHAS = (0.1, 0.2, 0.4)
 LAYER_SETS = ((4,), (6,), (8,))
-POSITIONS = ("decision", "all")
+LINES = [(layers, "decision") for layers in LAYER_SETS] + [((6,), "all")]
 MAX_DEGENERATION = 0.1
-TASKS_PER_USER = 4
+TASKS_PER_USER = 2
 
 
 def grid() -> list[dict]:
     return [{"alpha": a, "layers": list(l), "positions": p}
-            for l, p, a in itertools.product(LAYER_SETS, POSITIONS, ALPHAS)]
+            for (l, p), a in itertools.product(LINES, ALPHAS)]
 
 
 def choose(results: list[dict]) -> dict | None:
@@ -58,7 +60,7 @@ def run_sweep(ctx: Any) -> dict:
                                 "steered_rate": summary["steered_rate"]})
     best = choose(results)
     series = {}
-    for l, p in itertools.product(LAYER_SETS, POSITIONS):
+    for l, p in LINES:
         mine = [r for r in results if r["layers"] == list(l) and r["positions"] == p]
         series[f"R layer {l[0]} {p}"] = [r["result_acc"] for r in mine]
         series[f"degen layer {l[0]} {p}"] = [r["degeneration_rate"] for r in mine]
