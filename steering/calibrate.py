@@ -30,14 +30,22 @@ CALIBRATION_TEXTS = (
 
 
 def reference_norms(model: LoadedModel, cache_dir: str | os.PathLike[str] | None = None) -> dict[str, float]:
-    """{"site.layer": typical residual norm}, cached as JSON per model id."""
+    """{"site.layer": typical residual norm}, cached as JSON per model id and shape.
+
+    A stored file is used only when it names this model and covers every layer: two
+    checkpoints can share an id and width yet differ in depth (a cut-down copy), and a
+    yardstick missing a layer would fail the first request steered there.
+    """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    digest = hashlib.sha256(f"{model.model_id}:{model.hidden_size}".encode()).hexdigest()[:16]
-    path = root / "norms" / f"{digest}.json"
+    layers = site_map_of(model).num_layers
+    shape = f"{model.model_id}:{model.hidden_size}:{layers}"
+    path = root / "norms" / f"{hashlib.sha256(shape.encode()).hexdigest()[:16]}.json"
     if path.is_file():
         stored = json.loads(path.read_text())
-        if stored.get("model_id") == model.model_id:
-            return {k: float(v) for k, v in stored["norms"].items()}
+        norms = {k: float(v) for k, v in stored.get("norms", {}).items()}
+        if stored.get("model_id") == model.model_id and all(
+                f"whole.{layer}" in norms for layer in range(layers)):
+            return norms
     norms = measure_norms(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
