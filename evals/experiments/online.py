@@ -129,7 +129,7 @@ def drift_figures(ctx: Any, outcomes: list[TaskOutcome]) -> dict:
 
 def run_online(ctx: Any) -> dict:
     users = pick_users(ctx)
-    streams = {u: stream_for(ctx.dataset, u) for u in users}
+    streams = {u: stream_for(ctx.dataset, u, STREAM) for u in users}
     variants = {
         "prompt-k3": ctx.method("prompt-k3"),
         "steer": ctx.method(DEFAULT_STEERING),

@@ -1,0 +1,107 @@
+"""The full suite's experiments end to end on a tiny random model (the plumbing: side
+stores, growing sparse memory, online writes, the sweep's grid and choice, per-cluster
+regrouping, valid report sections and plots). What they measure on the real model is
+in docs/results.md; here every experiment is shrunk to a few users and steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from evals.context import EvalContext
+from evals.evaluate import run_track
+from evals.experiments import clusters, online, sparse, sweep
+from evals.report import SCHEMA, validate_report
+from evals.tasks import select_users, tasks_of
+from tests.test_serve_fixtures import tiny_agent
+from tests.tiny_models import tiny_model
+from tools.data import generate_dataset, load_dataset
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiments")
+    generate_dataset(root / "data", users=12, seed=3)
+    dataset = load_dataset(root / "data")
+    # 7 layers: the default steering method reads layer 6
+    with tiny_agent(root, loaded=tiny_model("gemma3", layers=7), method="zero-shot",
+                    online_memory=False) as agent:
+        users = select_users(dataset, 3)
+        yield EvalContext(agent=agent, dataset=dataset, users=users,
+                          tasks=tasks_of(dataset, users, 1), methods=[], out=root / "out",
+                          suite="test", progress=False)
+
+
+@pytest.fixture(autouse=True)
+def small(monkeypatch):
+    two = lambda users, n=2: list(users[:n])  # noqa: E731
+    for module in (sparse, online, sweep):
+        monkeypatch.setattr(module, "subset", two)
+    monkeypatch.setattr(sparse, "FRACTIONS", (0.5, 0.25, 1.0))  # also checks they get sorted
+    monkeypatch.setattr(online, "STREAM", 3)
+    monkeypatch.setattr(sweep, "ALPHAS", (0.2,))
+    monkeypatch.setattr(sweep, "LAYER_SETS", ((6,),))
+    monkeypatch.setattr(sweep, "LINES", [((6,), "decision"), ((6,), "all")])
+    monkeypatch.setattr(sweep, "TASKS_PER_USER", 1)
+
+
+def valid(ctx, name: str, section: dict) -> None:
+    report = {"schema": SCHEMA, "created": "now", "model": "m", "data": "d", "suite": "test",
+              "users": ctx.users, "tracks": {}, "experiments": {name: section}}
+    validate_report(report)
+    assert (ctx.out / section["plot"]).stat().st_size > 0
+
+
+def test_sparse_memory_grows_level_by_level(ctx) -> None:
+    from memory import MemoryStore
+
+    own = ctx.agent.store
+    section = sparse.run_sparse(ctx)
+    valid(ctx, "sparse", section)
+    rows = section["tables"][0]["rows"]
+    assert [r[0] for r in rows] == ["25%", "50%", "100%"]
+    assert rows[0][1] < rows[1][1] < rows[2][1]  # mean interactions rise with the share
+    assert ctx.agent.store is own  # the side store is gone again
+    store = MemoryStore(ctx.out / "sparse" / "memory", ctx.agent.loaded.model_id,
+                        ctx.agent.loaded.hidden_size, ctx.agent.embedder)
+    try:
+        users = sparse.subset(ctx.users)
+        assert sum(store.count(u) for u in users) >= round(rows[2][1] * len(users) * 0.5)
+        assert not (ctx.out / "sparse" / "memory_025").exists()  # one store, not one per level
+    finally:
+        store.close()
+
+
+def test_online_adds_an_entry_after_each_interaction(ctx) -> None:
+    from memory import MemoryStore
+
+    section = online.run_online(ctx)
+    valid(ctx, "online", section)
+    curve = section["tables"][0]
+    assert [r[0] for r in curve["rows"]] == [0, 1, 2]
+    assert curve["columns"] == ["completed", "prompt-k3", "steer", "steer+decay"]
+    users = online.pick_users(ctx)
+    store = MemoryStore(ctx.out / "online" / "memory_steer", ctx.agent.loaded.model_id,
+                        ctx.agent.loaded.hidden_size, ctx.agent.embedder)
+    try:
+        assert sum(store.count(u) for u in users) == 3 * len(users)
+    finally:
+        store.close()
+
+
+def test_sweep_runs_its_grid_and_chooses_among_it(ctx) -> None:
+    section = sweep.run_sweep(ctx)
+    valid(ctx, "sweep", section)
+    assert [(r["layers"], r["positions"]) for r in section["results"]] == [([6], "decision"), ([6], "all")]
+    assert section["chosen"] is None or section["chosen"] in section["results"]
+    swept = set(sweep.subset(select_users(ctx.dataset, None, default="seen")))
+    assert not swept & set(ctx.dataset.manifest.held_out_users)  # never tuned on held-out users
+
+
+def test_clusters_regroup_the_main_tables_outcomes(ctx) -> None:
+    assert clusters.run_clusters(ctx)["note"].startswith("no single-turn results")
+    run_track(ctx, "single", ctx.tasks, [ctx.method("zero-shot")])
+    section = clusters.run_clusters(ctx)
+    valid(ctx, "clusters", section)
+    counted = sum(s["overall"]["n"] for s in section["methods"].values())
+    assert counted == len(ctx.tasks)
+    assert sorted(section["clusters"]) == sorted(ctx.users)
