@@ -34,7 +34,8 @@ from transformers import StoppingCriteria
 
 from agent.grammar import GrammarCache, GrammarRows, tool_parameters
 from agent.prompt import Template, format_tools, render_prompt, resolve_template
-from steering import LoadedModel, SiteKey, SteeringVector, load_model, rerun_from, site_map_of, steer
+from steering import (LoadedModel, SiteKey, SteeringVector, load_model, pack_rows, rerun_from,
+                      site_map_of, steer)
 
 # Where steering is added: every position, only the prompt, only generated tokens, or
 # "decision": the prompt and the generated tokens up to the end of the tool's name, so
@@ -409,19 +410,6 @@ class _NameWritten(StoppingCriteria):
                 self.rows.done[row] = bool(NAME_WRITTEN.search(written))
             named.append(self.rows.done[row])
         return torch.tensor(named, dtype=torch.bool, device=input_ids.device)
-
-
-def pack_rows(rows: list[list[int]], pad: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) for a batch of prompts, padded on the left so that
-    every row's tokens keep their distances (rows end together, generation continues
-    from the same column)."""
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), 0 if pad is None else pad, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    for index, row in enumerate(rows):
-        input_ids[index, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        attention[index, width - len(row):] = 1
-    return input_ids, attention
 
 
 def _window(loaded: LoadedModel) -> int | None:

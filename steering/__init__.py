@@ -32,6 +32,7 @@ _EXPORTS = {
     "LoadedModel": "steering.model",
     "ModelNotFoundError": "steering.model",
     "load_model": "steering.model",
+    "pack_rows": "steering.prefix",
     "FAMILIES": "steering.sites",
     "SITE_CHOICES": "steering.sites",
     "SITES": "steering.sites",

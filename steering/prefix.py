@@ -133,11 +133,8 @@ class PrefixCache:
             return
         length, gaps = len(prefix), [min(gap, len(prefix)) for gap in gaps]
         device = entry.outputs[0].device
-        ids = torch.zeros((len(gaps), length), dtype=torch.long, device=device)
-        mask = torch.zeros((len(gaps), length), dtype=torch.long, device=device)
-        for row, gap in enumerate(gaps):
-            ids[row, gap:] = torch.tensor(prefix[: length - gap], device=device)
-            mask[row, gap:] = 1
+        ids, mask = pack_rows([list(prefix[: length - gap]) for gap in gaps], 0, width=length)
+        ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         below = _shift(entry.outputs[start - 1], gaps, dim=1) if start else None
         with _replaying(sites.layers[:start], (below,) if entry.tupled else below):
@@ -227,3 +224,17 @@ def _shift_rows(cache: Any, length: int, gaps: list[int]) -> None:
             )
         for name in ("keys", "values"):
             setattr(layer, name, _shift(getattr(layer, name), gaps, dim=-2))
+
+
+def pack_rows(rows: list[list[int]], pad: int | None,
+              width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) for a batch of prompts, padded on the left so that
+    every row's tokens keep their distances (rows end together, generation continues
+    from the same column); `width` defaults to the longest row."""
+    width = max(len(row) for row in rows) if width is None else width
+    input_ids = torch.full((len(rows), width), 0 if pad is None else pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        input_ids[index, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        attention[index, width - len(row):] = 1
+    return input_ids, attention

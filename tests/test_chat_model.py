@@ -258,7 +258,7 @@ def test_decision_steering_reuses_the_prefix_in_both_passes(loaded) -> None:
 
 
 def test_pack_rows_pads_on_the_left() -> None:
-    from agent.chat_model import pack_rows
+    from steering import pack_rows
 
     ids, mask = pack_rows([[3, 4], [5]], pad=0)
     assert ids.tolist() == [[3, 4], [0, 5]]
