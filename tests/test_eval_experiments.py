@@ -60,6 +60,13 @@ def test_sparse_memory_grows_level_by_level(ctx) -> None:
     rows = section["tables"][0]["rows"]
     assert [r[0] for r in rows] == ["25%", "50%", "100%"]
     assert rows[0][1] < rows[1][1] < rows[2][1]  # mean interactions rise with the share
+    zero = section["methods"]["zero-shot"]["overall"]["function_acc"]
+    for i, column in enumerate((2, 4)):  # F. Acc of each method; gain kept at the end
+        full = rows[-1][column] - zero
+        for row in rows:
+            kept = row[6 + i]
+            assert kept is None if full <= 0 else kept == pytest.approx((row[column] - zero) / full)
+    assert len(section["tables"][0]["columns"]) == len(rows[0])
     assert ctx.agent.store is own  # the side store is gone again
     store = MemoryStore(ctx.out / "sparse" / "memory", ctx.agent.loaded.model_id,
                         ctx.agent.loaded.hidden_size, ctx.agent.embedder)
