@@ -5,7 +5,10 @@ users fail at once with what is allowed); memory for the evaluated users is buil
 missing; each track runs every method over the same tasks; the suite's experiments add
 their sections. The report is validated and written after every track and experiment
 (`pending` lists what is still to come), so a long run stopped halfway keeps what it
-finished; an experiment that fails is recorded under `errors` and the others still run.
+finished; an experiment that fails (or returns a section that does not validate) is
+recorded under `errors` and the others still run. A failing memory build or track ends
+the run: the experiments build on the main table, and the report on disk keeps the
+tracks already finished.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 from evals.context import EvalContext
 from evals.memory_setup import ensure_memory, memory_layers
-from evals.report import SCHEMA, write_report
+from evals.report import SCHEMA, validate_report, write_report
 from evals.runner import run_multi, run_single
 from evals.stats import summarize_method
 from evals.suites import SUITES, Suite
@@ -159,7 +162,9 @@ def run_experiments(ctx: EvalContext, names: Sequence[str], report: dict, starte
     for name in names:
         mark = time.perf_counter()
         try:
-            report["experiments"][name] = EXPERIMENTS[name](ctx)
+            section = EXPERIMENTS[name](ctx)
+            validate_report({**report, "experiments": {name: section}})
+            report["experiments"][name] = section
         except Exception as error:  # noqa: BLE001 - reported, and the CLI exits non-zero
             report["errors"].append(f"experiment {name}: {type(error).__name__}: {error}")
             report["experiments"][name] = {"note": f"failed: {type(error).__name__}: {error}"}

@@ -53,6 +53,8 @@ def mean_answer_activations(
     The token prefix all texts share (the prompt's instructions) is run once and
     reused from `model.prefixes`; only the rest of each text is computed here.
     """
+    if not keys:
+        return {}
     tokenizer = model.tokenizer
     encoded = [encode_with_answer(tokenizer, prompt, answer) for prompt, answer in texts]
     rows = [ids for ids, _ in encoded]
@@ -87,8 +89,9 @@ def mean_answer_activations(
 
     # Readers first: forward hooks fire in the order registered, so the deepest layer's
     # own reader has its value before `enough` stops the pass.
-    deepest = sites.layers[max(key.layer for key in keys)]
-    hooks = [(sites.module(key), reader(str(key))) for key in keys] + [(deepest, enough)]
+    hooks = [(sites.module(key), reader(str(key))) for key in keys]  # checks each layer
+    deepest = sites.module(SiteKey("whole", max(key.layer for key in keys)))
+    hooks.append((deepest, enough))
     with model.lock, torch.no_grad():
         cache = model.prefixes.copy_for(model.model, rows[0][:shared], len(rows)) if shared else None
         with hooked(hooks):

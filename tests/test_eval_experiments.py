@@ -55,7 +55,10 @@ def test_sparse_memory_grows_level_by_level(ctx) -> None:
     from memory import MemoryStore
 
     own = ctx.agent.store
+    leftover = ctx.out / "sparse" / "memory" / "from_an_earlier_run"
+    leftover.mkdir(parents=True)
     section = sparse.run_sparse(ctx)
+    assert not leftover.exists()  # the growing store starts empty
     valid(ctx, "sparse", section)
     rows = section["tables"][0]["rows"]
     assert [r[0] for r in rows] == ["25%", "50%", "100%"]

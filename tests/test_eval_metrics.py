@@ -166,14 +166,23 @@ def test_a_failing_experiment_is_recorded_and_the_others_still_run(tmp_path, mon
         seen.append(json.loads((tmp_path / "report.json").read_text()))
         return real_fine(ctx)
 
+    def malformed(ctx):  # a section that does not validate is an error, not a crash
+        bad = copy.deepcopy(sample_report()["tracks"]["single"]["methods"]["zero-shot"])
+        bad["overall"]["function_acc"] = 1.5
+        return {"note": "bad", "methods": {"x": bad}}
+
     experiments.EXPERIMENTS["fine"] = fine_after_broken
-    run_experiments(ctx, ["broken", "fine"], report, started=0.0)
-    assert report["errors"] == ["experiment broken: RuntimeError: chroma went away"]
-    assert seen[0]["pending"] == ["experiment_fine"]
+    experiments.EXPERIMENTS["malformed"] = malformed
+    report["pending"].append("experiment_malformed")
+    run_experiments(ctx, ["broken", "fine", "malformed"], report, started=0.0)
+    assert report["errors"][0] == "experiment broken: RuntimeError: chroma went away"
+    assert report["errors"][1].startswith("experiment malformed: ReportError")
+    assert len(report["errors"]) == 2
+    assert seen[0]["pending"] == ["experiment_fine", "experiment_malformed"]
     assert "failed: RuntimeError" in seen[0]["experiments"]["broken"]["note"]
     final = json.loads((tmp_path / "report.json").read_text())
     assert final["pending"] == [] and final["experiments"]["fine"]["note"] == "ran"
     assert set(final["timing"]) >= {"experiment_broken", "experiment_fine", "total"}
     text = (tmp_path / "report.md").read_text()
     assert "**Error**: experiment broken: RuntimeError" in text and "Unfinished" not in text
-    assert "**Unfinished**: still to run: experiment_fine" in render_markdown(seen[0])
+    assert "**Unfinished**: still to run: experiment_fine, experiment_malformed" in render_markdown(seen[0])

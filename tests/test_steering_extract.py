@@ -134,3 +134,13 @@ def test_extraction_stops_after_the_deepest_site_it_reads():
     with hooked(spies):
         extract_vectors(loaded, [pair], sites="whole", layers=[1])
     assert calls == ["layer1"]  # one pass, stopped at layer 1: no layer 2, no output head
+
+
+def test_extraction_names_a_layer_the_model_does_not_have():
+    from steering import SiteError
+
+    loaded = tiny_model("gemma3")
+    pair = ContrastPair("Request: a gift\nCall:", " a", " b")
+    with pytest.raises(SiteError, match="out of range"):
+        extract_vectors(loaded, [pair], sites="whole", layers=[5])
+    assert mean_answer_activations(loaded, [("a", " b")], []) == {}

@@ -33,5 +33,14 @@ def side_memory(ctx: Any, path: Path, prompt_memory: Any = None) -> Iterator[Any
         store.close()
 
 
+def fresh_dir(path: Path) -> Path:
+    """Remove what an earlier run left at `path` (an experiment's own side store): an
+    experiment that starts from little or no memory must not inherit a previous run's."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
 def subset(users: list[str], n: int = ABLATION_USERS) -> list[str]:
     return list(users[:n])

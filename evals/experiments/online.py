@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from evals.experiments.common import DEFAULT_STEERING, side_memory, subset
+from evals.experiments.common import DEFAULT_STEERING, fresh_dir, side_memory, subset
 from evals.memory_setup import DEFAULT_SITES
 from evals.plots import lines
 from evals.runner import score_executed
@@ -69,7 +69,7 @@ def run_variant(ctx: Any, name: str, method: Any, streams: dict[str, list[Any]],
     agent = ctx.agent
     prompt = PromptMemory(agent.embedder)
     outcomes: list[TaskOutcome] = []
-    path = ctx.out / "online" / f"memory_{name}"
+    path = fresh_dir(ctx.out / "online" / f"memory_{name}")  # users start with EMPTY memory
     with side_memory(ctx, path, prompt) as store:
         extractor = steering_extractor(agent.loaded, list(DEFAULT_SITES), list(method.layers))
         writer = OnlineWriter(store, extractor, formatter=call_formatter(agent.loaded))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evals.experiments.common import DEFAULT_STEERING, side_memory, subset
+from evals.experiments.common import DEFAULT_STEERING, fresh_dir, side_memory, subset
 from evals.memory_setup import ensure_memory, interactions_per_user, subsample
 from evals.plots import lines
 from evals.runner import run_single
@@ -31,7 +31,9 @@ def run_sparse(ctx: Any) -> dict:
         summaries["zero-shot"] = floor
         # One store grows level by level: the latest 5% of a user's past is inside the
         # latest 10%, so each level adds only its new entries (building every level from
-        # scratch cost twice the extraction time).
+        # scratch cost twice the extraction time). It starts empty: a store left by an
+        # earlier run into the same directory would hand the 5% level everything.
+        fresh_dir(ctx.out / "sparse" / "memory")
         for fraction in sorted(FRACTIONS):
             data = subsample(ctx.dataset, users, fraction)
             prompt = PromptMemory.from_dataset(data, ctx.agent.embedder, users)

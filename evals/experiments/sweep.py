@@ -45,7 +45,7 @@ def choose(results: list[dict]) -> dict | None:
 def run_sweep(ctx: Any) -> dict:
     users = subset(select_users(ctx.dataset, None, default="seen"))
     tasks = tasks_of(ctx.dataset, users, TASKS_PER_USER)
-    layers = sorted({layer for ls in LAYER_SETS for layer in ls})
+    layers = sorted({layer for ls, _ in LINES for layer in ls})
     settings = grid()
     results = []
     with ctx.bar(len(settings) * len(tasks), "sweep") as bar:
