@@ -15,7 +15,6 @@ class EvalContext:
     dataset: Any  # tools.data.Dataset
     users: list[str]
     tasks: list[Any]  # tools.data.Task, the evaluated tasks
-    methods: list[Any]  # agent.methods.Method
     out: Path
     suite: str = "smoke"
     batch_size: int = 8

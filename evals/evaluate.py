@@ -128,12 +128,10 @@ def run_eval(config: EvalConfig) -> dict:
     parts = [f"track_{t}" for t in tracks] + [f"experiment_{e}" for e in experiments]
     with FintsAgent.open(agent_config) as agent:
         timing = {"open": time.perf_counter() - started}
-        ctx = EvalContext(agent=agent, dataset=dataset, users=users, tasks=tasks,
-                          methods=[], out=out, suite=suite.name,
-                          progress=config.progress, timing=timing)
+        ctx = EvalContext(agent=agent, dataset=dataset, users=users, tasks=tasks, out=out,
+                          suite=suite.name, progress=config.progress, timing=timing)
         by_track = {"single": [ctx.method(n) for n in names],
                     "multi": [ctx.method(n) for n in multi_names]}
-        ctx.methods = by_track["single"]
         report = base_report(config, agent, dataset, users)
         report.update(pending=list(parts), errors=[])
         steering = [m for t in tracks for m in by_track[t]]
@@ -149,7 +147,7 @@ def run_eval(config: EvalConfig) -> dict:
             track_tasks = tasks if track == "single" else multi_tasks(tasks, suite.multi_users)
             report["tracks"][track] = run_track(ctx, track, track_tasks, by_track[track])
             timing[f"track_{track}"] = time.perf_counter() - mark
-            _save_part(report, f"track_{track}", timing, started, out)
+            _save_part(ctx, report, f"track_{track}", started)
         run_experiments(ctx, experiments, report, started)
     return report
 
@@ -169,17 +167,17 @@ def run_experiments(ctx: EvalContext, names: Sequence[str], report: dict, starte
             report["errors"].append(f"experiment {name}: {type(error).__name__}: {error}")
             report["experiments"][name] = {"note": f"failed: {type(error).__name__}: {error}"}
         ctx.timing[f"experiment_{name}"] = time.perf_counter() - mark
-        _save_part(report, f"experiment_{name}", ctx.timing, started, ctx.out)
+        _save_part(ctx, report, f"experiment_{name}", started)
 
 
-def _save_part(report: dict, part: str, timing: dict, started: float, out: Path) -> None:
+def _save_part(ctx: EvalContext, report: dict, part: str, started: float) -> None:
     """After each track or experiment, write the report so far (marked by what is still
     pending): a run stopped halfway keeps everything it finished."""
     report["pending"].remove(part)
-    timing.pop("total", None)  # kept last in the table
-    timing["total"] = time.perf_counter() - started
-    report["timing"] = {k: round(v, 1) for k, v in timing.items()}
-    write_report(report, out)
+    ctx.timing.pop("total", None)  # kept last in the table
+    ctx.timing["total"] = time.perf_counter() - started
+    report["timing"] = {k: round(v, 1) for k, v in ctx.timing.items()}
+    write_report(report, ctx.out)
 
 
 def multi_tasks(tasks: Sequence[Any], users: int) -> list[Any]:

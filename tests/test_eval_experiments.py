@@ -27,7 +27,7 @@ def ctx(tmp_path_factory):
                     online_memory=False) as agent:
         users = select_users(dataset, 3)
         yield EvalContext(agent=agent, dataset=dataset, users=users,
-                          tasks=tasks_of(dataset, users, 1), methods=[], out=root / "out",
+                          tasks=tasks_of(dataset, users, 1), out=root / "out",
                           suite="test", progress=False)
 
 
@@ -39,7 +39,6 @@ def small(monkeypatch):
     monkeypatch.setattr(sparse, "FRACTIONS", (0.5, 0.25, 1.0))  # also checks they get sorted
     monkeypatch.setattr(online, "STREAM", 3)
     monkeypatch.setattr(sweep, "ALPHAS", (0.2,))
-    monkeypatch.setattr(sweep, "LAYER_SETS", ((6,),))
     monkeypatch.setattr(sweep, "LINES", [((6,), "decision"), ((6,), "all")])
     monkeypatch.setattr(sweep, "TASKS_PER_USER", 1)
 

@@ -158,7 +158,7 @@ def test_a_failing_experiment_is_recorded_and_the_others_still_run(tmp_path, mon
 
     monkeypatch.setattr(experiments, "EXPERIMENTS", {"broken": broken, "fine": fine})
     report = {**sample_report(), "pending": ["experiment_broken", "experiment_fine"], "errors": []}
-    ctx = EvalContext(agent=None, dataset=None, users=["u"], tasks=[], methods=[], out=tmp_path)
+    ctx = EvalContext(agent=None, dataset=None, users=["u"], tasks=[], out=tmp_path)
     seen = []
     real_fine = experiments.EXPERIMENTS["fine"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from evals.experiments.common import DEFAULT_STEERING, fresh_dir, side_memory, subset
-from evals.memory_setup import ensure_memory, interactions_per_user, subsample
+from evals.memory_setup import ensure_memory, interactions_per_user, memory_layers, subsample
 from evals.plots import lines
 from evals.runner import run_single
 from evals.stats import summarize_method
@@ -22,7 +22,7 @@ def run_sparse(ctx: Any) -> dict:
     users = subset(ctx.users)
     tasks = [t for t in ctx.tasks if t.user_id in set(users)]
     methods = [ctx.method(n) for n in METHODS]
-    layers = sorted({layer for m in methods if m.steers for layer in m.layers})
+    layers = memory_layers(methods)
     summaries: dict[str, dict] = {}
     rows = []
     with ctx.bar((len(FRACTIONS) * len(methods) + 1) * len(tasks), "sparse") as bar:
