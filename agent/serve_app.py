@@ -21,14 +21,15 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import FastAPI, HTTPException
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agent.serve_batcher import DEFAULT_MAX_WAIT_S, Batched, Batcher, QueueFullError, ShuttingDownError
+from agent.serve_threads import EpisodeThreads, ThreadOwnedError
+from tools.body_limit import BodyLimit
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,17 @@ MAX_REQUEST_CHARS = 2000
 MAX_BODY_BYTES = 16 * 1024
 # the unpersonalized reading of a request: the negative of online memory entries
 UNPERSONALIZED_TOOL = "search_product_by_query"
+
+
+def _not_blank(text: str) -> str:
+    """Refused here, before batching: a blank row would otherwise fail in the model's batch."""
+    if not text.strip():
+        raise ValueError(f"request is only whitespace: give 1 to {MAX_REQUEST_CHARS} characters saying what you want")
+    return text
+
+
+RequestText = Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_CHARS, description="what the user wants"),
+                        AfterValidator(_not_blank)]
 
 
 class AcceptedCall(BaseModel):
@@ -53,7 +65,7 @@ class ActRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str = Field(pattern=USER_ID_PATTERN, description="letters, digits, _ . -; 1-64 characters")
-    request: str = Field(min_length=1, max_length=MAX_REQUEST_CHARS, description="what the user wants")
+    request: RequestText
     track: Literal["single"] = Field("single", description="single-turn decisions (one tool call)")
     method: str | None = Field(None, max_length=64, description="a method name (fints model info); default: the service's")
     execute: bool = Field(True, description="run the call against the shop")
@@ -83,7 +95,7 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str = Field(pattern=USER_ID_PATTERN)
-    request: str = Field(min_length=1, max_length=MAX_REQUEST_CHARS)
+    request: RequestText
     call: AcceptedCall
 
 
@@ -117,6 +129,9 @@ class ServeSettings(BaseModel):
     max_wait_s: float = Field(DEFAULT_MAX_WAIT_S, ge=0, le=1)
     max_queue: int = Field(64, ge=1, le=10_000)
     decide_timeout_s: float = Field(600.0, gt=0)
+    # episodes whose state is kept in memory when there is no --checkpoint (least
+    # recently used dropped first); also how many thread owners are remembered
+    max_episodes: int = Field(1000, ge=1, le=1_000_000)
     remember: bool = True  # queue an online memory entry for each successful call
 
 
@@ -131,6 +146,9 @@ class AgentService:
         self.settings = settings or ServeSettings()
         self.method_overrides = method_overrides
         self._methods: dict[str, Any] = {}
+        # a persistent checkpointer keeps every episode; without one, state is bounded
+        self.threads = EpisodeThreads(self.settings.max_episodes,
+                                      keep_state=getattr(agent, "checkpointer", None) is not None)
         self.batcher = Batcher(
             self._decide_batch,
             max_batch=self.settings.max_batch,
@@ -233,13 +251,18 @@ class AgentService:
             method = self.method(body.method)
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
+        thread_id = body.thread_id or uuid.uuid4().hex
+        try:
+            key = self.threads.claim(body.user_id, thread_id, self.agent.graph(method, "single").checkpointer)
+        except ThreadOwnedError as error:
+            raise HTTPException(403, str(error)) from None
         try:
             result = await asyncio.to_thread(self.agent.run, body.user_id, body.request,
-                                             method=method, thread_id=body.thread_id)
+                                             method=method, thread_id=key)
         except Exception as error:
             raise HTTPException(500, f"the episode failed ({type(error).__name__}: {error})") from None
         return EpisodeAnswer(
-            thread_id=result.thread_id, user_id=body.user_id, call=result.call,
+            thread_id=thread_id, user_id=body.user_id, call=result.call,
             result_text=result.result_text, asins=result.asins, steering=result.steering,
             notices=result.notices, latency_s=round(result.latency_s, 4),
         )
@@ -253,6 +276,7 @@ class AgentService:
             "queue": {"depth": self.batcher.depth, "bound": self.settings.max_queue},
             "batches": stats.batches, "decided": stats.decided, "failed": stats.failed,
             "refused": stats.refused, "largest_batch": stats.largest_batch,
+            "episodes": {"threads": len(self.threads), "bound": self.settings.max_episodes},
         }
 
     def close(self) -> None:
@@ -275,7 +299,8 @@ def create_app(service: AgentService) -> FastAPI:
         """Decide one tool call for the user (steered by their memory) and run it."""
         return await service.act(body)
 
-    @app.post("/v1/episode", response_model=EpisodeAnswer)
+    @app.post("/v1/episode", response_model=EpisodeAnswer, responses={
+        403: {"description": "the thread belongs to another user"}})
     async def episode(body: EpisodeRequest) -> EpisodeAnswer:
         """Run one whole episode through the graph, checkpointed under its thread id."""
         return await service.episode(body)
@@ -289,17 +314,7 @@ def create_app(service: AgentService) -> FastAPI:
     def health() -> dict[str, Any]:
         return service.health()
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": f"body too large: at most {MAX_BODY_BYTES} bytes"}, 413)
-        if length is None and request.method == "POST":
-            body = await request.body()  # chunked: read it (bounded by the socket) and check
-            if len(body) > MAX_BODY_BYTES:
-                return JSONResponse({"detail": f"body too large: at most {MAX_BODY_BYTES} bytes"}, 413)
-        return await call_next(request)
-
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     return app
 
 

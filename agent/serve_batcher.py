@@ -6,7 +6,9 @@ takes the first waiting request, waits a few milliseconds for more (up to
 `max_batch`), and hands them to ONE `decide_batch` call (each row steered by its own
 user's vectors). The queue in front is bounded: when it is full, `submit` refuses at
 once (the service answers 429 with a Retry-After hint) instead of queueing without end.
-Every job gets an answer or an error on its future; nothing is dropped on shutdown.
+Every job gets an answer or an error on its future; nothing is dropped on shutdown. A
+batch that fails is decided again row by row, so one row's bad input fails that row
+only: the other users still get their answers.
 """
 
 from __future__ import annotations
@@ -160,11 +162,15 @@ class Batcher:
             results = list(self.decide([(j.user_id, j.request) for j in jobs], group))
             if len(results) != len(jobs):
                 raise RuntimeError(f"decide returned {len(results)} results for {len(jobs)} requests")
-        except Exception as error:  # answer every job of the batch with the error
-            log.exception("serve: a batch of %d failed", len(jobs))
-            self.stats.failed += len(jobs)
-            for job in jobs:
-                job.future.set_exception(error)
+        except Exception as error:
+            if len(jobs) > 1:  # find the row that failed: each decided alone fails alone
+                log.warning("serve: a batch of %d failed (%s); deciding its rows one by one", len(jobs), error)
+                for job in jobs:
+                    self._decide(group, [job])
+                return
+            log.exception("serve: a request of %s failed", jobs[0].user_id)
+            self.stats.failed += 1
+            jobs[0].future.set_exception(error)
             return
         elapsed = time.perf_counter() - started
         stats = self.stats

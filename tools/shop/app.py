@@ -3,11 +3,13 @@ OpenAPI schema at /openapi.json) for programs. Both call the same `Shop`."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import jinja2
 from fastapi import FastAPI, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -23,6 +25,7 @@ from .models import (
     ReviewRequest,
     SearchResult,
 )
+from ..body_limit import BodyLimit
 from .service import Shop
 from .validate import ShopInputError
 
@@ -33,6 +36,10 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 _ERRORS = {400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+# The largest honest body: a 5,000-character review, form-encoded (up to 9 bytes a
+# character for non-ASCII text), plus the other fields.
+MAX_BODY_BYTES = 64 * 1024
+MAX_REVIEW_ID = 2**63 - 1  # SQLite's largest integer: a larger id cannot exist
 
 
 def create_app(shop: Shop) -> FastAPI:
@@ -142,10 +149,17 @@ def create_app(shop: Shop) -> FastAPI:
         return RedirectResponse(f"/reviews/{stored.id}?user={stored.user_id}", status_code=303)
 
     @app.get("/reviews/{review_id}", response_class=HTMLResponse, include_in_schema=False)
-    def review_page(request: Request, review_id: int, user: str = "") -> HTMLResponse:
+    def review_page(request: Request, review_id: int = PathParam(ge=1, le=MAX_REVIEW_ID),
+                    user: str = "") -> HTMLResponse:
         return page(request, "review.html", review=shop.review(review_id, user))
 
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, render=_error_body)
     return app
+
+
+def _error_body(message: str) -> tuple[bytes, str]:
+    """The API's error shape for the body cap (pages and API alike: the cap comes first)."""
+    return json.dumps({"error": message, "status": 413}).encode(), "application/json"
 
 
 def _error(request: Request, status: int, message: str, page) -> Response:
