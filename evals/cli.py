@@ -13,7 +13,8 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
         "eval", help="run methods side by side on the same tasks; write a report",
         description="Single- and multi-turn evaluation of zero-shot, prompt memory and "
                     "steering methods; writes DIR/report.json, report.md and PNG plots.")
-    evaluate.add_argument("--data", required=True, help="data set directory (fints shop generate)")
+    evaluate.add_argument("--data", help="data set directory (default: the demo's, generated "
+                                         "when missing, as `fints demo` does)")
     evaluate.add_argument("--tasks", help="task file in PersonalWAB's format "
                                           "({'test': [...]} or a list), run against the shop")
     evaluate.add_argument("--methods", help="comma-separated method names (default: the suite's)")
@@ -60,7 +61,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.sweep:
         experiments = ["sweep"]
     config = EvalConfig(
-        data=args.data, out=args.out, suite=args.suite, tasks_file=args.tasks,
+        data=args.data or _demo_data(), out=args.out, suite=args.suite, tasks_file=args.tasks,
         methods=[m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None,
         users=args.users, model=args.model, store=args.store,
         track=args.track or ("single" if args.sweep else None),
@@ -94,6 +95,17 @@ def _eval(args: argparse.Namespace) -> int:
     for error in report.get("errors", []):
         print(f"fints eval: {error}", file=sys.stderr)
     return 1 if report.get("errors") else 0
+
+
+def _demo_data() -> str:
+    """The data set `make demo` uses ($FINTS_DATA_DIR or the user data dir), generated
+    there when missing, so the README's `fints eval --suite smoke` runs on a fresh clone."""
+    from agent.commands import default_data_dir
+    from agent.demo import ensure_data
+
+    data = default_data_dir()
+    ensure_data(data, users=200)
+    return str(data)
 
 
 def _bench(args: argparse.Namespace) -> int:
