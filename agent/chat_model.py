@@ -36,6 +36,7 @@ from agent.grammar import GrammarCache, GrammarRows, tool_parameters
 from agent.prompt import Template, format_tools, render_prompt, resolve_template
 from steering import (LoadedModel, SiteKey, SteeringVector, load_model, pack_rows, rerun_from,
                       site_map_of, steer)
+from steering.compat import cache_keyword
 
 # Where steering is added: every position, only the prompt, only generated tokens, or
 # "decision": the prompt and the generated tokens up to the end of the tool's name, so
@@ -378,7 +379,7 @@ class SteeredChatModel(BaseChatModel):
             prefixes, cache = loaded.prefixes, None
             # the shared instructions: computed once per model, unsteered (outside `steer`)
             if shared:
-                cache = options["past_key_values"] = prefixes.copy_for(loaded.model, prefix, rows, gaps)
+                cache = options[cache_keyword(loaded.model)] = prefixes.copy_for(loaded.model, prefix, rows, gaps)
             with steer(loaded, vectors, positions=positions, prompt_length=width):
                 if cache is not None and keep is not None:  # the layers a vector changes, if any
                     prefixes.rerun_layers(loaded.model, cache, prefix, gaps, keep)

@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from steering.apply import site_map_of
+from steering.compat import cache_keyword
 from steering.hooks import hidden_of, hooked
 from steering.model import LoadedModel
 from steering.sites import SiteKey, site_keys
@@ -97,7 +98,7 @@ def mean_answer_activations(
         with hooked(hooks):
             try:
                 sites.decoder(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                              past_key_values=cache, use_cache=cache is not None)
+                              use_cache=cache is not None, **{cache_keyword(sites.decoder): cache})
             except _AllRead:
                 pass
     return means

@@ -15,6 +15,8 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,7 +116,8 @@ def load_model(
         folder = _gguf_cache(cache_root, "gemma-3-270m-q4_k_m", bundled.EXPECTED_SHA256)
         if not _cache_ready(folder):
             gguf = bundled.assemble(folder.parent / "gguf" / bundled.MODEL_NAME)
-            _convert_gguf(gguf, folder, DEFAULT_MODEL_ID)
+            with quiet_loading():
+                _convert_gguf(gguf, folder, DEFAULT_MODEL_ID)
         model_id, source = DEFAULT_MODEL_ID, str(folder)
     elif path.is_file() and path.suffix == ".gguf":
         stat = path.stat()
@@ -122,7 +125,8 @@ def load_model(
         folder = _gguf_cache(cache_root, path.stem, digest.hexdigest())
         model_id = f"gguf:{path.name}"
         if not _cache_ready(folder):
-            _convert_gguf(path, folder, model_id)
+            with quiet_loading():
+                _convert_gguf(path, folder, model_id)
         source = str(folder)
     elif path.is_dir():
         folder, model_id, source = path, path.resolve().name, str(path.resolve())
@@ -130,7 +134,8 @@ def load_model(
         raise ModelNotFoundError(f"no model file or directory at {name!r}")
     else:
         folder, model_id, source = _hub_snapshot(name), name, name
-    loaded_model, tokenizer = _from_pretrained(folder, pick_device(device))
+    with quiet_loading():
+        loaded_model, tokenizer = _from_pretrained(folder, pick_device(device))
     return LoadedModel(
         model=loaded_model,
         tokenizer=tokenizer,
@@ -138,6 +143,26 @@ def load_model(
         source=source,
         load_seconds=round(time.perf_counter() - started, 3),
     )
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Transformers' own progress bars off while a model loads.
+
+    A load from the cache takes a few seconds and showed a "Loading weights" bar per
+    model; the first GGUF load showed three bars (convert, load, write shards) for one
+    step. Only the dequantizing bar is left (transformers draws it with plain tqdm),
+    the one step that is long; the previous setting is restored afterwards.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def _from_pretrained(folder: Path, device: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from steering.compat import returned_cache
 from steering.hooks import hidden_of
 from steering.sites import site_map_of
 
@@ -138,8 +139,8 @@ class PrefixCache:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         below = _shift(entry.outputs[start - 1], gaps, dim=1) if start else None
         with _replaying(sites.layers[:start], (below,) if entry.tupled else below):
-            fresh = sites.decoder(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                  use_cache=True).past_key_values
+            fresh = returned_cache(sites.decoder(input_ids=ids, attention_mask=mask,
+                                                 position_ids=positions, use_cache=True))
         for index in range(start, sites.num_layers):
             cache.layers[index].keys = fresh.layers[index].keys
             cache.layers[index].values = fresh.layers[index].values
@@ -183,7 +184,7 @@ def _run_prefix(model: nn.Module, prefix: tuple[int, ...]) -> _Entry:
         for handle in handles:
             handle.remove()
     tupled = isinstance(outputs[0], tuple)
-    return _Entry(out.past_key_values, [hidden_of(o) for o in outputs], tupled)
+    return _Entry(returned_cache(out), [hidden_of(o) for o in outputs], tupled)
 
 
 def _shift(states: torch.Tensor, gaps: list[int], dim: int) -> torch.Tensor:
