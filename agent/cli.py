@@ -2,7 +2,9 @@
 
 One dispatcher; each package registers its own subcommands in its `cli` module, so
 the commands live next to the code they drive. Registration must stay cheap (no torch,
-no chromadb at import time): `fints --help` should answer instantly.
+no chromadb at import time): `fints --help` should answer instantly. A command that
+fails on its input (a bad file, an unreachable store: ValueError, OSError, RuntimeError)
+says so in one line and exits 1; usage errors exit 2.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (ValueError, OSError, RuntimeError) as error:  # bad input, files, stores: one line
+        name = " ".join(filter(None, ["fints", args.command, *(getattr(args, f"{g}_command", None) or "" for g in GROUPS)]))
+        print(f"{name}: error: {' '.join(str(error).split()) or type(error).__name__}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -81,6 +81,9 @@ def _store_next_to(data: Path) -> str:
 def _run(args: argparse.Namespace) -> int:
     from agent.runtime import FintsAgent
 
+    if not args.request.strip():
+        print("fints run: error: the request is empty: say what the user wants", file=sys.stderr)
+        return 2
     try:
         config = _config(args)
     except ValueError as error:

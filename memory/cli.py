@@ -22,7 +22,7 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
 
     build = memory.add_parser("build", help="build users' dictionaries from their past")
     build.add_argument("--data", required=True, help="data set directory (fints shop generate)")
-    build.add_argument("--users", nargs="+", help="only these users (default: all)")
+    build.add_argument("--users", nargs="+", help="only these users, separated by spaces or commas (default: all)")
     build.add_argument("--model", help="steering model (default: the bundled Gemma 3 270M)")
     build.add_argument("--sites", default="whole,attn,mlp", help="comma-separated sites")
     build.add_argument("--layers", default="6", help="comma-separated layer indices")
@@ -52,7 +52,12 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
 
     load = memory.add_parser("import", help="validate and add a dictionary file")
     load.add_argument("file", help="a file written by `fints memory export`")
+    whom = load.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--user", help="the user the entries are for: must be the user the file holds")
+    whom.add_argument("--as", dest="as_user", metavar="USER",
+                      help="store the file's entries as USER instead (recorded in the store's audit log)")
     load.add_argument("--model", help="model id for a new store (default: the file's)")
+    load.add_argument("--server-path", help="in server mode: the server's --path, for the audit log")
     load.set_defaults(func=_import)
 
     old = memory.add_parser("expire", help="forget entries older than an age")
@@ -73,26 +78,68 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
 
 
 def _clear_errors(handler):
-    """Known failures (bad input, busy or mismatched store) print one line, exit 1."""
+    """Known failures (bad input, busy, unreachable or mismatched store) print one
+    line and exit 1; an embedded store this command created is removed again."""
 
     @wraps(handler)
     def run(args: argparse.Namespace) -> int:
         from memory.entry import MemoryInputError
+        from memory.location import resolve_location
         from memory.store import StoreError
 
+        path = resolve_location(args.store).path
+        existed = path is None or path.exists()
         try:
             return handler(args)
-        except (MemoryInputError, StoreError, FileNotFoundError) as error:
-            print(f"fints memory: {error}", file=sys.stderr)
+        except (MemoryInputError, StoreError, OSError) as error:
+            print(f"fints memory: {' '.join(str(error).split())}", file=sys.stderr)
+            if not existed:
+                _remove_new_store(path)
             return 1
 
     return run
 
 
-def _open(args: argparse.Namespace, read_only: bool = False, **kwargs):
-    from memory.store import MemoryStore
+def _remove_new_store(path) -> None:
+    """A failed command leaves no store behind where there was none (only Chroma's files)."""
+    import shutil
 
-    return MemoryStore(args.store, read_only=read_only, **kwargs)
+    if path is not None and path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _open(args: argparse.Namespace, read_only: bool = False, must_exist: bool = True, **kwargs):
+    """The store named by --store; one that does not exist is an error unless the
+    command creates stores (build, import), and an unreadable one is a StoreError."""
+    from memory.entry import MemoryInputError
+    from memory.location import resolve_location
+    from memory.store import MemoryStore, StoreError
+
+    location = resolve_location(args.store)
+    if must_exist and location.path is not None and not (location.path / "chroma.sqlite3").is_file():
+        raise StoreError(f"no memory store at {location.path}: build one with `fints memory build`")
+    try:
+        return MemoryStore(location, read_only=read_only, **kwargs)
+    except (StoreError, MemoryInputError):
+        raise
+    except Exception as error:  # chromadb: server unreachable, a corrupt database
+        raise StoreError(f"cannot open the memory store {location}: {type(error).__name__}: {error}") from None
+
+
+def split_users(values: list[str] | None) -> list[str] | None:
+    """`--users U1 U2`, `--users U1,U2` and `--users "U1, U2"` all mean [U1, U2]."""
+    if values is None:
+        return None
+    return [user for value in values for user in value.replace(",", " ").split()]
+
+
+def _unknown_users(users: list[str], known: set[str] | list[str], where: str) -> None:
+    from memory.entry import MemoryInputError
+
+    unknown = [u for u in users if u not in known]
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise MemoryInputError(f"unknown user(s) {shown}: not in {where}")
 
 
 @_clear_errors
@@ -112,13 +159,22 @@ def _build(args: argparse.Namespace) -> int:
         print(f"fints memory build: {error}", file=sys.stderr)
         return 1
     from agent.runtime import call_formatter
+    from memory.entry import MemoryInputError, check_vector_key
 
-    embedder = load_embedder()
-    items = past_interactions(dataset, args.users, args.max_history, embedder=embedder)
+    users = split_users(args.users)
+    if users is not None:
+        _unknown_users(users, dataset.profiles, f"the data set {args.data}")
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
-    layers = [int(x) for x in args.layers.split(",") if x.strip()]
+    layers = [x.strip() for x in args.layers.split(",") if x.strip()]
+    if not sites or not layers or not all(x.isdigit() for x in layers):
+        raise MemoryInputError("--sites are whole, attn, mlp and --layers whole numbers, comma-separated")
+    for site in sites:
+        check_vector_key(f"{site}.0")
+    layers = [int(x) for x in layers]
+    embedder = load_embedder()
+    items = past_interactions(dataset, users, args.max_history, embedder=embedder)
     loaded = load_model(args.model)
-    with _open(args, model_id=loaded.model_id, hidden_size=loaded.hidden_size,
+    with _open(args, must_exist=False, model_id=loaded.model_id, hidden_size=loaded.hidden_size,
                embedder=embedder) as store:
         report = build_memory(store, items, steering_extractor(loaded, sites, layers),
                               batch_size=args.batch, formatter=call_formatter(loaded))
@@ -157,6 +213,8 @@ def _forget(args: argparse.Namespace) -> int:
     from memory.governance import forget_user
 
     with _open(args) as store:
+        if store.count(args.user) + store.count_vectors(args.user) == 0:
+            _unknown_users([args.user], [], f"the memory store {store.location} (nothing to forget)")
         server_path = Path(args.server_path) if args.server_path else None
         report = forget_user(store, args.user, server_path)
     return _print_report(report, f"forgot user {args.user!r}")
@@ -176,18 +234,24 @@ def _print_report(report, what: str) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
+    from memory.governance import logged_actions
+
     with _open(args, read_only=True) as store:
         rows = store.audit(args.user)
+        actions = logged_actions(store.location.path, args.user)
+    if not rows and not actions:
+        _unknown_users([args.user], [], f"the memory store {store.location}")
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    if not rows:
-        print(f"no entries for user {args.user!r}")
     for row in rows:
         when = datetime.fromtimestamp(row["timestamp"], timezone.utc).isoformat(timespec="seconds")
         state = f"superseded by {row['superseded_by']}" if row["superseded_by"] else "live"
         print(f"{row['entry_id']}  {when}  {row['source']:9s} {row['tool']:32s} "
               f"{state}  {row['key']!r}")
+    for action in actions:
+        when = datetime.fromtimestamp(action["time"], timezone.utc).isoformat(timespec="seconds")
+        print(f"log {when}  " + "  ".join(f"{k}={v}" for k, v in sorted(action.items()) if k != "time"))
     return 0
 
 
@@ -203,14 +267,27 @@ def _export(args: argparse.Namespace) -> int:
 
 @_clear_errors
 def _import(args: argparse.Namespace) -> int:
-    from memory.transfer import export_header, import_user
+    from pathlib import Path
 
-    meta = export_header(args.file)
-    model_id = args.model or meta.get("model_id")
-    hidden = int(meta["hidden_size"]) if meta.get("hidden_size", "").isdigit() else None
-    with _open(args, model_id=model_id, hidden_size=hidden) as store:
-        report = import_user(store, args.file)
-    print(f"imported {report.added} entries ({report.skipped} already present)")
+    from memory.entry import MemoryInputError
+    from memory.governance import log_action
+    from memory.location import resolve_location
+    from memory.transfer import check_import_user, import_user, read_header
+
+    header = read_header(args.file)  # the whole file is checked before a store is touched
+    target = check_import_user(header, args.user, args.as_user)
+    location = resolve_location(args.store)
+    log_dir = location.path or (Path(args.server_path) if args.server_path else None)
+    if args.as_user is not None and log_dir is None:
+        raise MemoryInputError("--as on a server store needs --server-path (the server's --path) for the audit log")
+    with _open(args, must_exist=False, model_id=args.model or header.model_id,
+               hidden_size=header.hidden_size) as store:
+        report = import_user(store, args.file, args.user, as_user=args.as_user)
+    if log_dir is not None:
+        log_action(log_dir, action="import", user_id=target, from_user=header.user_id,
+                   file=str(Path(args.file).resolve()), added=report.added, rewritten=target != header.user_id)
+    print(f"imported {report.added} entries for {target!r} ({report.skipped} already present)"
+          + (f", rewritten from {header.user_id!r}" if target != header.user_id else ""))
     return 0
 
 

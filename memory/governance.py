@@ -10,6 +10,7 @@ grep again and report both scans.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sqlite3
@@ -27,6 +28,9 @@ UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 COMPACTIONS = 4
 FLUSH_CHECKS = 2
 FLUSH_WAIT_S = 1.0
+# Governance actions that entries cannot record themselves (an import rewritten to
+# another user), one JSON object a line, in the store's directory.
+AUDIT_LOG = "audit.jsonl"
 UUID_DIR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -46,6 +50,36 @@ class ForgetReport:
         return self.remaining == 0 and self.disk_checked and not self.residue_after
 
 
+def log_action(directory: Path, **record: object) -> None:
+    """Append one governance record (with its time) to the store's audit log."""
+    line = json.dumps({"time": time.time(), **record}, sort_keys=True)
+    with (directory / AUDIT_LOG).open("a", encoding="utf-8") as log:
+        log.write(line + "\n")
+
+
+def logged_actions(directory: Path | None, user_id: str) -> list[dict]:
+    """The audit log's records that concern `user_id` (as the target or the origin)."""
+    path = directory / AUDIT_LOG if directory is not None else None
+    if path is None or not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in records if user_id in (r.get("user_id"), r.get("from_user"))]
+
+
+def _drop_logged(directory: Path, user_id: str) -> int:
+    """A user forgotten (or expired to nothing) loses their audit records too: the log
+    would otherwise betray them."""
+    path = directory / AUDIT_LOG
+    if not path.is_file():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if user_id not in line]
+    partial = path.with_name(AUDIT_LOG + ".partial")
+    partial.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    partial.replace(path)
+    return len(lines) - len(kept)
+
+
 def parse_age(text: str) -> float:
     """'30d', '12h', '90m', '3600s', '2w' -> seconds."""
     match = AGE.match(text.strip()) if isinstance(text, str) else None
@@ -56,9 +90,11 @@ def parse_age(text: str) -> float:
     return float(match.group(1)) * UNIT_S[match.group(2)]
 
 
-def needles_for(entries: list[MemoryEntry], survivors_text: str) -> list[bytes]:
+def needles_for(entries: list[MemoryEntry], survivors_text: str,
+                survivors_vectors: frozenset[bytes] = frozenset()) -> list[bytes]:
     """Byte strings that betray deleted entries: user and entry ids, request texts and
-    vector bytes (ids and texts only where no surviving user or request contains them)."""
+    vector bytes (each only where no survivor holds it: an import `--as` another user
+    copies requests and vectors, and the original's copy stays)."""
     needles: list[bytes] = []
     for user in {e.user_id for e in entries}:
         if len(user) >= 4 and user not in survivors_text:  # short ids match by chance
@@ -68,10 +104,14 @@ def needles_for(entries: list[MemoryEntry], survivors_text: str) -> list[bytes]:
         if entry.key not in survivors_text:  # another user may have asked the same
             needles.append(entry.key.encode())
         for vector in entry.vectors.values():
-            raw = vector.astype("<f4").tobytes()[:32]
-            if any(raw):
+            raw = _vector_prefix(vector)
+            if any(raw) and raw not in survivors_vectors:
                 needles.append(raw)
     return needles
+
+
+def _vector_prefix(vector) -> bytes:
+    return vector.astype("<f4").tobytes()[:32]
 
 
 def scan_residue(directory: Path, needles: list[bytes]) -> list[str]:
@@ -137,9 +177,14 @@ def _purge(
             "--path as --server-path to check them, or run `chroma vacuum` on it"
         )
         return report
+    for gone in sorted({e.user_id for e in deleted} | ({user_id} if user_id else set())):
+        if store.count(gone) == 0 and _drop_logged(directory, gone):  # a user with no entries left
+            report.actions.append(f"removed {gone}'s records from {AUDIT_LOG}")
     users = store.users()
     survivors = " ".join([*users, *(row["key"] for user in users for row in store.audit(user))])
-    needles = needles_for(deleted, survivors)
+    kept_vectors = frozenset(_vector_prefix(v) for user in users for e in store.entries(user)
+                             for v in e.vectors.values())
+    needles = needles_for(deleted, survivors, kept_vectors)
     report.disk_checked = True
     report.residue_before = scan_residue(directory, needles)
     if report.residue_before:

@@ -28,7 +28,7 @@ def test_stats_audit_export_forget_import_expire(tmp_path, capsys):
     assert main(["memory", "forget", "--user", "alice", "--store", path]) == 0
     out = capsys.readouterr().out
     assert "3 entries deleted, 0 left" in out and "disk scan after: clean" in out
-    assert main(["memory", "import", file, "--store", path]) == 0
+    assert main(["memory", "import", file, "--user", "alice", "--store", path]) == 0
     assert "imported 3 entries" in capsys.readouterr().out
     assert main(["memory", "expire", "--max-age", "30d", "--store", path]) == 0
     assert "6 entries deleted" in capsys.readouterr().out
@@ -42,7 +42,7 @@ def test_clear_errors(tmp_path, capsys, monkeypatch):
     assert main(["memory", "expire", "--max-age", "soon", "--store", path]) == 1
     assert "unit" in capsys.readouterr().err
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
-    assert main(["memory", "import", str(tmp_path / "junk.safetensors"), "--store", path]) == 1
+    assert main(["memory", "import", str(tmp_path / "junk.safetensors"), "--user", "alice", "--store", path]) == 1
     assert "not a readable" in capsys.readouterr().err
     monkeypatch.setenv("FINTS_MEMORY_DIR", path)  # the env var names the default store
     assert main(["memory", "stats", "--json"]) == 0

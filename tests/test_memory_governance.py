@@ -79,8 +79,8 @@ def test_export_import_round_trip(tmp_path):
         assert export_user(source, "alice", tmp_path / "alice.safetensors") == 4
         original = source.entries("alice")
     with MemoryStore(tmp_path / "b", "toy-model", HIDDEN) as target:
-        assert import_user(target, tmp_path / "alice.safetensors").added == 4
-        assert import_user(target, tmp_path / "alice.safetensors").skipped == 4
+        assert import_user(target, tmp_path / "alice.safetensors", "alice").added == 4
+        assert import_user(target, tmp_path / "alice.safetensors", "alice").skipped == 4
         copied = target.entries("alice")
         assert target.count() == 4 and target.count("bob") == 0
     for a, b in zip(original, copied):
@@ -100,11 +100,11 @@ def test_import_refuses_wrong_model_and_non_finite(tmp_path):
         export_user(source, "alice", tmp_path / "alice.safetensors")
     with MemoryStore(tmp_path / "wide", "toy-model", HIDDEN * 2) as wide:
         with pytest.raises(MemoryInputError, match="hidden_size"):
-            import_user(wide, tmp_path / "alice.safetensors")
+            import_user(wide, tmp_path / "alice.safetensors", "alice")
         assert wide.count() == 0
     with MemoryStore(tmp_path / "other", "other-model", HIDDEN) as other:
         with pytest.raises(MemoryInputError, match="model_id"):
-            import_user(other, tmp_path / "alice.safetensors")
+            import_user(other, tmp_path / "alice.safetensors", "alice")
     tensors = load_file(tmp_path / "alice.safetensors")
     with safe_open(str(tmp_path / "alice.safetensors"), framework="numpy") as handle:
         metadata = handle.metadata()
@@ -113,9 +113,9 @@ def test_import_refuses_wrong_model_and_non_finite(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a file")
     with MemoryStore(tmp_path / "b", "toy-model", HIDDEN) as target:
         with pytest.raises(MemoryInputError, match="NaN"):
-            import_user(target, tmp_path / "nan.safetensors")
+            import_user(target, tmp_path / "nan.safetensors", "alice")
         with pytest.raises(MemoryInputError, match="not a readable"):
-            import_user(target, tmp_path / "junk.safetensors")
+            import_user(target, tmp_path / "junk.safetensors", "alice")
         assert target.count() == 0
     assert json.loads(metadata["entries"])[0]["tool"]
 

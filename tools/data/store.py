@@ -63,13 +63,15 @@ class Dataset:
 
 
 def read_json(path: Path) -> object:
-    """Parse one JSON file; a syntax error or a file that is not UTF-8 becomes a
-    DataError naming the file (and the line or byte offset)."""
+    """Parse one JSON file; a syntax error, a file that is not UTF-8 or nesting deeper
+    than Python's recursion limit becomes a DataError naming the file."""
     try:
         with path.open(encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path.name}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
+    except RecursionError:
+        raise DataError(f"{path.name}: JSON nested too deeply to be a data file") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path.name}: not UTF-8 text (byte {exc.start}: {exc.reason}); JSON files must be UTF-8") from exc
 
