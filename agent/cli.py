@@ -15,11 +15,12 @@ import sys
 from collections.abc import Sequence
 
 # Modules exposing `register(groups: dict[str, argparse._SubParsersAction]) -> None`.
-# `groups[""]` is the top level; "model", "shop", "memory" and "bench" are groups.
+# `groups[""]` is the top level; "model", "shop", "memory", "bench" and "keys" are groups.
 COMMAND_MODULES = (
     "steering.cli",
     "tools.data.cli",
     "tools.shop.cli",
+    "tools.keys_cli",
     "memory.cli",
     "agent.commands",
     "evals.cli",
@@ -29,6 +30,7 @@ GROUPS = {
     "shop": "generate, import and serve the simulated shop",
     "memory": "build, inspect and govern users' steering memory",
     "bench": "benchmarks that write JSON results",
+    "keys": "create, revoke and list the API keys of fints serve and fints shop serve",
 }
 
 

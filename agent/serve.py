@@ -15,6 +15,7 @@ from typing import Any
 
 from agent.methods import DEFAULT_METHOD
 from agent.serve_batcher import DEFAULT_MAX_WAIT_S
+from tools.auth import add_auth_arguments
 
 
 def register_serve(groups: dict[str, argparse._SubParsersAction]) -> None:
@@ -25,6 +26,9 @@ def register_serve(groups: dict[str, argparse._SubParsersAction]) -> None:
     add_agent_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8700)
+    add_auth_arguments(parser)
+    parser.add_argument("--no-steering-texts", action="store_true",
+                        help="leave the matched past request texts out of the steering explanation")
     parser.set_defaults(func=_serve)
     add_bench_parser(groups["bench"])
 
@@ -77,12 +81,16 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from agent.serve_app import AgentService, create_app
+    from tools.auth import server_keys
 
+    keys = server_keys(args.keys, args.insecure)  # before the model loads: a missing key fails fast
     with open_agent(args) as agent:
-        service = AgentService(agent, settings_from(args))
+        settings = settings_from(args).model_copy(update={"steering_texts": not args.no_steering_texts})
+        service = AgentService(agent, settings)
         try:
-            print(f"fints serve: http://{args.host}:{args.port}/v1/act (OpenAPI at /docs)", flush=True)
-            uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+            auth = f"{len(keys.active())} API keys from {keys.path}" if keys else "NO AUTHENTICATION (--insecure)"
+            print(f"fints serve: http://{args.host}:{args.port}/v1/act (OpenAPI at /docs; {auth})", flush=True)
+            uvicorn.run(create_app(service, keys), host=args.host, port=args.port, log_level="warning")
         finally:
             service.close()
     return 0

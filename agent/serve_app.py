@@ -8,7 +8,9 @@ Requests that arrive together are decided in ONE batched, per-row steered genera
 request's own task, outside the model lock. Steering lives only inside that generate
 (per row, hooks removed on exit), so no request can see another's vectors. A full
 queue answers 429 with Retry-After; bad input answers 422 (pydantic) or 413 (body too
-large); a failed decision answers 500 saying why. When memory is unreachable the
+large, counted while it is read); a failed decision answers 500 saying why. Every
+request needs an API key allowed to act for its user (tools/auth.py): 401 without one,
+403 for another user, before anything is read or written. When memory is unreachable the
 request is answered unsteered and `steering.fallback` says so.
 """
 
@@ -24,11 +26,12 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agent.serve_batcher import DEFAULT_MAX_WAIT_S, Batched, Batcher, QueueFullError, ShuttingDownError
 from agent.serve_threads import EpisodeThreads, ThreadOwnedError
+from tools.auth import AuthError, Caller, KeyRing, caller_for
 from tools.body_limit import BodyLimit
 
 log = logging.getLogger(__name__)
@@ -133,6 +136,9 @@ class ServeSettings(BaseModel):
     # recently used dropped first); also how many thread owners are remembered
     max_episodes: int = Field(1000, ge=1, le=1_000_000)
     remember: bool = True  # queue an online memory entry for each successful call
+    # the steering explanation names the matched past requests (--no-steering-texts: ids
+    # and weights only); only callers allowed to act for the user ever get it
+    steering_texts: bool = True
 
 
 class AgentService:
@@ -199,7 +205,7 @@ class AgentService:
             method=method.name,
             call=decision.call,
             result=result,
-            steering=decision.steering,
+            steering=self.explained(decision.steering),
             malformed=decision.malformed,
             raw=decision.raw,
             batch_size=batched.batch_size,
@@ -207,6 +213,12 @@ class AgentService:
             decide_s=round(decision.latency_s, 4),
             latency_s=round(time.perf_counter() - started, 4),
         )
+
+    def explained(self, steering: dict[str, Any]) -> dict[str, Any]:
+        """The steering summary as answered: past request texts left out when turned off."""
+        if self.settings.steering_texts or "entries" not in steering:
+            return steering
+        return steering | {"entries": [{k: v for k, v in e.items() if k != "request"} for e in steering["entries"]]}
 
     def execute(self, user_id: str, request: str, call: dict[str, Any]) -> ToolOutcome:
         """Run the call; a shop failure becomes a failed outcome saying why, never a crash."""
@@ -263,7 +275,7 @@ class AgentService:
             raise HTTPException(500, f"the episode failed ({type(error).__name__}: {error})") from None
         return EpisodeAnswer(
             thread_id=thread_id, user_id=body.user_id, call=result.call,
-            result_text=result.result_text, asins=result.asins, steering=result.steering,
+            result_text=result.result_text, asins=result.asins, steering=self.explained(result.steering),
             notices=result.notices, latency_s=round(result.latency_s, 4),
         )
 
@@ -283,39 +295,67 @@ class AgentService:
         self.batcher.close()
 
 
-def create_app(service: AgentService) -> FastAPI:
-    """The FastAPI app over a service (OpenAPI at /openapi.json, docs at /docs)."""
+def create_app(service: AgentService, keys: KeyRing | None = None) -> FastAPI:
+    """The FastAPI app over a service (OpenAPI at /openapi.json, docs at /docs).
+
+    With `keys`, every /v1 request but health needs a key that may act for its user
+    (401 without a valid key, 403 for another user, checked before anything runs);
+    `keys=None` is the CLI's --insecure: no checks (and a warning at start)."""
     app = FastAPI(
         title="fints agent",
         description="Personalized web function calling: one steered tool call per request.",
         version="1",
     )
+    refused = {401: {"description": "no valid API key"}, 403: {"description": "the key may not act for this user"}}
 
-    @app.post("/v1/act", response_model=ActAnswer, responses={
+    def authenticate(request: Request) -> Caller:
+        """Who is asking (401 without a valid key): runs before the body is parsed."""
+        try:
+            return caller_for(keys, request.headers)
+        except AuthError as error:
+            raise _refusal(error) from None
+
+    @app.post("/v1/act", response_model=ActAnswer, responses=refused | {
         413: {"description": "body too large"}, 422: {"description": "invalid input"},
         429: {"description": "queue full; see Retry-After"}, 500: {"description": "decision failed"},
         503: {"description": "shutting down"}, 504: {"description": "no decision in time"}})
-    async def act(body: ActRequest) -> ActAnswer:
+    async def act(body: ActRequest, caller: Caller = Depends(authenticate)) -> ActAnswer:
         """Decide one tool call for the user (steered by their memory) and run it."""
+        authorize(caller, body.user_id)
         return await service.act(body)
 
-    @app.post("/v1/episode", response_model=EpisodeAnswer, responses={
-        403: {"description": "the thread belongs to another user"}})
-    async def episode(body: EpisodeRequest) -> EpisodeAnswer:
-        """Run one whole episode through the graph, checkpointed under its thread id."""
+    @app.post("/v1/episode", response_model=EpisodeAnswer, responses=refused)
+    async def episode(body: EpisodeRequest, caller: Caller = Depends(authenticate)) -> EpisodeAnswer:
+        """Run one whole episode through the graph, checkpointed under its thread id
+        (403 also when the thread belongs to another user)."""
+        authorize(caller, body.user_id)
         return await service.episode(body)
 
-    @app.post("/v1/feedback")
-    def feedback(body: FeedbackRequest) -> dict[str, Any]:
+    @app.post("/v1/feedback", responses=refused)
+    def feedback(body: FeedbackRequest, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
         """The user accepted `call` for `request`: queue it as an online memory entry."""
+        authorize(caller, body.user_id)
         return service.feedback(body)
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
-        return service.health()
+        return service.health() | {"auth": "keys" if keys is not None else "off (--insecure)"}
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     return app
+
+
+def authorize(caller: Caller, user_id: str) -> None:
+    """403 unless the caller may act for `user_id`; called before anything else runs."""
+    try:
+        caller.check(user_id)
+    except AuthError as error:
+        raise _refusal(error) from None
+
+
+def _refusal(error: AuthError) -> HTTPException:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return HTTPException(error.status, error.message, headers=headers)
 
 
 class ServiceThread:

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.serve_threads import thread_key
 from memory.server import ChromaServer, free_port
 from tests.test_serve_fixtures import MEMORY, seed_memory, tiny_agent
 
@@ -125,7 +126,8 @@ def test_two_workers_share_memory_and_checkpoints_and_lose_nothing(tmp_path, pos
 
         with PostgresSaver.from_conn_string(postgres_url) as saver:
             for i in range(12):
-                checkpoint = saver.get_tuple({"configurable": {"thread_id": f"t{i}"}})
+                key = thread_key(USERS[i % len(USERS)], f"t{i}")  # the service keys threads by their user
+                checkpoint = saver.get_tuple({"configurable": {"thread_id": key}})
                 assert checkpoint is not None, f"thread t{i} has no checkpoint"
                 assert checkpoint.checkpoint["channel_values"].get("user_id") == USERS[i % len(USERS)]
 

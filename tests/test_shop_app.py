@@ -242,17 +242,21 @@ def test_missing_data_set_is_a_clear_error(tmp_path):
 
 
 def test_cli_serves_the_shop(data_dir, tmp_path):
+    from tools.auth import KeyRing
+
+    key, _ = KeyRing(tmp_path / "keys.json").create(["U_CAMPER01"])
     command = [sys.executable, "-m", "agent.cli", "shop", "serve", "--data", str(data_dir),
-               "--port", "0", "--db", str(tmp_path / "r.sqlite3")]
+               "--port", "0", "--db", str(tmp_path / "r.sqlite3"), "--keys", str(tmp_path / "keys.json")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
         assert "shop serving 12 products at http://127.0.0.1:" in line
         url = line.split(" at ")[1].split("/ ")[0].strip()
-        assert httpx.get(f"{url}/api/search", params={"q": "tent"}).status_code == 200
+        assert httpx.get(f"{url}/api/search", params={"q": "tent"},
+                         headers={"Authorization": f"Bearer {key}"}).status_code == 200
     finally:
         process.terminate()
         process.wait(timeout=20)
-    failed = subprocess.run(command[:6] + [str(tmp_path / "none")], capture_output=True,
+    failed = subprocess.run(command[:6] + [str(tmp_path / "none"), "--insecure"], capture_output=True,
                             text=True)
     assert failed.returncode == 2 and "missing products.json" in failed.stderr

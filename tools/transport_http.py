@@ -1,11 +1,17 @@
-"""The shop's JSON API as a transport for the tools (httpx)."""
+"""The shop's JSON API as a transport for the tools (httpx).
+
+A shop that checks keys (`fints shop serve` without --insecure) is reached with a key:
+`key=` or $FINTS_SHOP_KEY, usually a service key, and the user a review is written
+for is forwarded in X-Fints-User."""
 
 from __future__ import annotations
 
+import os
 from urllib.parse import quote
 
 import httpx
 
+from tools.auth import FORWARDED_USER
 from tools.results import ShopError
 from tools.shop.models import (
     ProductDetails,
@@ -16,12 +22,17 @@ from tools.shop.models import (
 )
 
 
+SHOP_KEY_ENV = "FINTS_SHOP_KEY"
+
+
 class HttpTransport:
     """Talks to a running shop at `base_url` (e.g. `ShopServer.url`)."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 30.0, key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout)
+        key = key or os.environ.get(SHOP_KEY_ENV)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
     def search(self, query: str) -> list[ProductSummary]:
         body = self._call("GET", "/api/search", params={"q": query})
@@ -42,6 +53,7 @@ class HttpTransport:
             "POST",
             "/api/reviews",
             json={"user_id": user_id, "review": review, "product_asin": product_asin},
+            headers={FORWARDED_USER: user_id},
         )
         return Review.model_validate(body)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..auth import add_auth_arguments
+
 
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     """Add `fints shop serve` to the `fints` parser."""
@@ -20,6 +22,7 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     serve.add_argument(
         "--db", default=None, help="SQLite file for reviews (default: DATA/reviews.sqlite3)"
     )
+    add_auth_arguments(serve)
     serve.set_defaults(func=_serve)
 
     bench = groups["bench"].add_parser(
@@ -40,18 +43,21 @@ def _serve(args: argparse.Namespace) -> int:
     import signal
     import sys
 
+    from ..auth import server_keys
     from .server import ShopServer
 
     try:
-        server = ShopServer(args.data, db_path=args.db, host=args.host, port=args.port)
+        keys = server_keys(args.keys, args.insecure)
+        server = ShopServer(args.data, db_path=args.db, host=args.host, port=args.port, keys=keys)
     except (OSError, ValueError) as exc:  # DataError is a ValueError
         print(f"fints shop serve: {exc}", file=sys.stderr)
         return 2
     # `kill` stops the shop as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with server:
+        auth = f"{len(keys.active())} API keys from {keys.path}" if keys else "NO AUTHENTICATION (--insecure)"
         print(f"shop serving {len(server.shop.catalog.products)} products at {server.url}/"
-              f"  (API docs: {server.url}/docs; Ctrl-C stops)", flush=True)
+              f"  (API docs: {server.url}/docs; {auth}; Ctrl-C stops)", flush=True)
         try:
             server.wait()
         except KeyboardInterrupt:

@@ -2,7 +2,9 @@
 
 The socket is bound before the thread starts, so the port is known (and taken) at
 once; `start()` returns only when the server accepts connections, and `stop()` joins
-the thread and closes the socket, leaving nothing behind."""
+the thread and closes the socket, leaving nothing behind. Without `keys` it checks no
+API keys or sessions (what the agent starts in-process on a loopback port, and
+`fints shop serve --insecure`)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from ..auth import KeyRing
 from .app import create_app
 from .service import Shop
 
@@ -40,10 +43,12 @@ class ShopServer:
         db_path: str | Path | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        keys: KeyRing | None = None,
     ) -> None:
         if (data_dir is None) == (shop is None):
             raise ValueError("give exactly one of data_dir or shop")
         self.shop = shop or Shop.from_dir(data_dir, db_path)
+        self.keys = keys
         self.host = host
         self.port = port
         self._server: _Server | None = None
@@ -66,7 +71,7 @@ class ShopServer:
             raise
         self._socket = sock
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(self.shop), log_level="warning", lifespan="off")
+        config = uvicorn.Config(create_app(self.shop, self.keys), log_level="warning", lifespan="off")
         self._server = _Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name=f"shop:{self.port}",
