@@ -5,6 +5,7 @@ takes commas as well as spaces. Ends with a fuzz test over the argument space.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -237,7 +238,7 @@ def argvs(draw) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_files(tmp_path_factory) -> dict[str, Path]:
+def fuzz_files(tmp_path_factory) -> dict[str, Path | str]:
     root = tmp_path_factory.mktemp("cli-fuzz")
     with MemoryStore(root / "store", "toy-model", HIDDEN) as opened:
         opened.add(random_entries(["alice", "bob"], 2, HIDDEN, seed=5))
@@ -245,12 +246,24 @@ def fuzz_files(tmp_path_factory) -> dict[str, Path]:
     assert main(["memory", "export", "--user", "alice", "--out", str(export), "--store", str(root / "store")]) == 0
     (root / "plain.txt").write_text("hello")
     (root / "junk.safetensors").write_bytes(b"\x00junk")
+    from tools.auth import KeyRing
+
+    _, record = KeyRing(root / "keys.json").create(["alice"])
     return {"store": root / "store", "file": root / "plain.txt", "junk": root / "junk.safetensors",
-            "export": export, "dir": root, "data": write_sample_dataset(root / "data"), "keys": root / "keys.json"}
+            "export": export, "dir": root, "data": write_sample_dataset(root / "data"), "keys": root / "keys.json",
+            "keyid": record.key_id}
 
 
 def _snapshot(paths: list[Path]) -> set[Path]:
-    return {p for path in paths if path.exists() for p in ([path, *path.rglob("*")] if path.is_dir() else [path])}
+    """Every file and directory at or under the paths (a name too long to exist is none)."""
+    found = set()
+    for path in paths:
+        try:
+            if path.exists():
+                found |= {path, *path.rglob("*")} if path.is_dir() else {path}
+        except OSError:
+            continue
+    return found
 
 
 @FUZZ
@@ -264,9 +277,11 @@ def test_any_arguments_exit_0_1_or_2_without_traceback_or_debris(fuzz_files, cap
         names = {f"{{{k}}}": str(v) for k, v in fuzz_files.items()} | {"{new}": str(scratch / "new"),
                                                                         "{store}": str(scratch / "store")}
         argv = [next((arg.replace(k, v) for k, v in names.items() if k in arg), arg) for arg in argv]
-        given_paths = [Path(arg) for arg in argv if arg.startswith(str(scratch))] + [scratch / "default-store"]
+        given_paths = [scratch / arg for arg in argv if arg and not arg.startswith("-")
+                       and not arg.startswith(str(fuzz_files["dir"]))] + [scratch / "default-store"]
         before = _snapshot(given_paths)
-        code, _, err = fints(capsys, *argv)
+        with contextlib.chdir(scratch):  # relative paths land in the scratch directory, not the repository
+            code, _, err = fints(capsys, *argv)
         assert code in (0, 1, 2), (argv, code, err)
         assert "Traceback" not in err, (argv, err)
         if code != 0:

@@ -164,7 +164,7 @@ class KeyRing:
     def create(self, users: list[str] = (), *, tenant: str | None = None, service: bool = False,
                label: str = "") -> tuple[str, KeyRecord]:
         """A new key: returns the secret key text (shown once) and its stored record."""
-        users = [check_user_id(u) for u in users]
+        users = list(dict.fromkeys(check_user_id(u) for u in users))
         if tenant is not None and not service:
             raise ValueError("--tenant is for service keys (--service): a user key names its users")
         if tenant is not None and tenant != ALL_USERS and not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", tenant):
