@@ -32,7 +32,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr
 from transformers import StoppingCriteria
 
-from agent.grammar import GrammarCache, GrammarRows, tool_parameters
+from agent.grammar import GrammarCache, GrammarRows, closing_text, tool_parameters
 from agent.prompt import Template, format_tools, render_prompt, resolve_template
 from steering import (LoadedModel, SiteKey, SteeringVector, load_model, pack_rows, rerun_from,
                       site_map_of, steer)
@@ -286,6 +286,7 @@ class SteeredChatModel(BaseChatModel):
             messages.append(_message(
                 text, specs, choice, finished=finished, stops=stops, budget=budget,
                 usage=(len(token_rows[row]), len(ids)), model_id=loaded.model_id,
+                closing=out.closings[row] if out.closings is not None else None,
             ))
         return messages
 
@@ -384,17 +385,25 @@ class SteeredChatModel(BaseChatModel):
                 if cache is not None and keep is not None:  # the layers a vector changes, if any
                     prefixes.rerun_layers(loaded.model, cache, prefix, gaps, keep)
                 output = loaded.model.generate(input_ids=input_ids, attention_mask=attention, **options)
-        return _Generated(output[:, input_ids.shape[1]:].tolist(),
-                          None if grammar_rows is None else list(grammar_rows.completed))
+        tokens = output[:, input_ids.shape[1]:].tolist()
+        if grammar_rows is None:
+            return _Generated(tokens, None, None)
+        closings = None if until_named else [
+            None if done else _closing(grammar_rows.matchers[row], tokens[row], tokenizer)
+            for row, done in enumerate(grammar_rows.completed)
+        ]
+        return _Generated(tokens, list(grammar_rows.completed), closings)
 
 
 @dataclass
 class _Generated:
     """What `_run` generated: each row's new token ids (padded at the end), and for
-    grammar-constrained runs whether each row's call was completed."""
+    grammar-constrained runs whether each row's call was completed and, for a row the
+    budget cut inside a call, the shortest text that closes it."""
 
     tokens: list[list[int]]
     completed: list[bool] | None
+    closings: list[str | None] | None
 
 
 class _NameWritten(StoppingCriteria):
@@ -411,6 +420,15 @@ class _NameWritten(StoppingCriteria):
                 self.rows.done[row] = bool(NAME_WRITTEN.search(written))
             named.append(self.rows.done[row])
         return torch.tensor(named, dtype=torch.bool, device=input_ids.device)
+
+
+def _closing(matcher: Any, tokens: list[int], tokenizer: Any) -> str | None:
+    """What closes a row's cut call (None: the row is not inside a call, or the grammar
+    found no closing)."""
+    if matcher is None:
+        return None
+    written = tokenizer.decode(tokens, skip_special_tokens=True)
+    return closing_text(matcher, written) if written.lstrip().startswith("{") else None
 
 
 def _window(loaded: LoadedModel) -> int | None:
@@ -465,9 +483,11 @@ def _message(
     budget: int,
     usage: tuple[int, int],
     model_id: str,
+    closing: str | None = None,
 ) -> AIMessage:
     """Turn the generated text into an AIMessage: a tool call, a flagged malformed call,
-    or text."""
+    or text. A call the budget cut is completed with `closing` (the grammar's shortest
+    completion) and marked `cut` in the metadata, with what was added."""
     for stop in stops:
         if stop in text:
             text, finished = text[: text.index(stop)], True
@@ -478,11 +498,14 @@ def _message(
         return AIMessage(content=stripped, response_metadata=meta, usage_metadata=usage_metadata)
     call_id = f"call_{uuid.uuid4().hex[:24]}"
     problem = None if finished else f"the budget of max_new_tokens={budget} ran out before the call was complete"
+    if problem is not None and closing is not None:  # still "length": the budget ended it
+        meta["cut"] = {"max_new_tokens": budget, "closed_with": closing}
+        stripped, problem = (text + closing).strip(), None
     if problem is None:
         name, args, problem = _parse_call(stripped, choice.call_tools)
         if problem is None:
-            meta["finish_reason"] = "tool_calls"
-            meta["generated_text"] = stripped  # byte-for-byte what the model wrote
+            meta["finish_reason"] = "length" if "cut" in meta else "tool_calls"
+            meta["generated_text"] = stripped  # byte-for-byte the call text (with any closing)
             return AIMessage(content="", tool_calls=[tool_call(name=name, args=args, id=call_id)],
                              response_metadata=meta, usage_metadata=usage_metadata)
     meta["finish_reason"] = meta["finish_reason"] if meta["finish_reason"] == "length" else "malformed"

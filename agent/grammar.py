@@ -10,13 +10,18 @@ unbounded, and made up most of a call's decoding time. A runaway string is still
 stopped by the token budget (the call is then flagged unfinished), or earlier by the
 loop guard below. Compiling costs milliseconds to seconds, so grammars are compiled
 once per (tool set, mode) and cached on the model's `GrammarCache`; per request only a
-`GrammarMatcher` per batch row is made.
+`GrammarMatcher` per batch row is made. A call the token budget cuts is closed with the
+shortest text the grammar accepts after it (`closing_text`), so a forced call is always
+delivered.
 """
 
 from __future__ import annotations
 
 import copy
+import heapq
+import itertools
 import json
+import string
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +40,14 @@ TEXT_TURN_EBNF = 'root ::= [^{] [^\\x00]*'
 # at most LOOP_PERIOD tokens is closed.
 LOOP_REPEATS = 3
 LOOP_PERIOD = 8
+# Closing a cut call: the characters that shape JSON, and the content characters, in
+# the order a free string or a number takes the first allowed one ("0" is the
+# shortest number).
+JSON_STRUCTURE = '"}],:[{'
+JSON_CONTENT = "".join(dict.fromkeys("0tfn123456789-.eE" + string.ascii_letters + " " + "".join(
+    c for c in string.punctuation if c not in JSON_STRUCTURE + "\\")))
+FEW_CHOICES = 20  # a string allowing at most this many next characters is a choice
+CLOSING_EXPANSIONS = 2_000
 
 
 def bounded_schema(
@@ -132,6 +145,125 @@ class GrammarCache:
                     grammar = xgr.Grammar.union(grammar, xgr.Grammar.from_ebnf(text))
                 found = self.compiled[key] = self.compiler.compile_grammar(grammar)
         return found
+
+
+def closing_text(matcher: xgr.GrammarMatcher, written: str, limit: int = CLOSING_EXPANSIONS) -> str | None:
+    """The shortest text that completes the grammar from `matcher`'s state, which has
+    accepted `written` (the call so far); None only if the grammar allows no way on.
+    The matcher is left as it was.
+
+    An A* search over characters: the cost is the text's length, the estimate the
+    containers and string still open (each needs one character to close), so the first
+    complete text found is the shortest among those the search tries (`_next_steps`:
+    values are not written further than the grammar needs, and a free string's content
+    is one character like another); text the grammar forces (key names, the rest of
+    `true`) is taken in one step and counts in the cost. Choices that multiply (an
+    array of enum values) can make that search long: after `limit` steps a greedy walk
+    that closes whatever it can first gives a valid, if longer, text instead.
+    """
+    if matcher.is_completed() or matcher.is_terminated():
+        return ""
+    order = itertools.count()
+    start = _JsonDepth.of(written)
+    frontier = [(start.estimate, 0, next(order), "", matcher, start)]
+    for _ in range(limit):
+        if not frontier:
+            return None
+        _, _, _, text, state, depth = heapq.heappop(frontier)
+        if state.is_completed():
+            return text
+        for step, child, after in _moves(state, depth):
+            cost = len(text) + len(step)
+            heapq.heappush(frontier, (cost + after.estimate, -cost, next(order), text + step, child, after))
+    return _greedy_closing(matcher, start)
+
+
+def _greedy_closing(matcher: xgr.GrammarMatcher, depth: _JsonDepth, max_chars: int = 100_000) -> str | None:
+    """A valid closing, not always the shortest: at every step the character that
+    leaves the least open (a closing one first), the first such. It ends because a
+    call's grammar only moves on (object properties come in schema order, once each;
+    arrays have a maxItems)."""
+    state, text = matcher, ""
+    while not state.is_completed() and len(text) < max_chars:
+        moves = _moves(state, depth)
+        if not moves:
+            return None
+        step, state, depth = min(moves, key=lambda move: depth.after(move[0][0]).estimate)
+        text += step
+    return text if state.is_completed() else None
+
+
+def _moves(state: xgr.GrammarMatcher, depth: _JsonDepth) -> list[tuple[str, xgr.GrammarMatcher, _JsonDepth]]:
+    """Each next step (`_next_steps`) with the text the grammar then forces taken too,
+    and how much is open after it."""
+    moves = []
+    for step, child in _next_steps(state, depth.in_string):
+        forced = child.find_jump_forward_string()
+        if forced and child.accept_string(forced):
+            step += forced
+        moves.append((step, child, depth.after(step)))
+    return moves
+
+
+def _next_steps(state: xgr.GrammarMatcher, in_string: bool) -> list[tuple[str, xgr.GrammarMatcher]]:
+    """Matchers one character further: every structural character the grammar allows
+    (inside a string only the closing quote: the others are content there); content
+    characters only where no structural one is allowed, since writing more of a value
+    that may end never shortens the call. Of those, inside a string that allows few (a
+    key name, an enum value, a tool name: choices that matter) all of them, else only
+    the first (a free string's characters are interchangeable; "0" is the shortest
+    number, "true" the shortest boolean)."""
+    steps = []
+    for char in '"' if in_string else JSON_STRUCTURE:
+        child = state.fork()
+        if child.accept_string(char):
+            steps.append((char, child))
+    if steps:
+        return steps
+    content: list[tuple[str, xgr.GrammarMatcher]] = []
+    probe = state.fork()
+    for char in JSON_CONTENT + (JSON_STRUCTURE[1:] if in_string else ""):
+        if probe.accept_string(char):  # a refused character leaves the matcher unchanged
+            content.append((char, probe))
+            if not in_string or len(content) > FEW_CHOICES:
+                break
+            probe = state.fork()
+    return content if len(content) <= FEW_CHOICES else content[:1]
+
+
+@dataclass(frozen=True)
+class _JsonDepth:
+    """How much JSON is open after some text: containers, and whether inside a string."""
+
+    containers: int = 0
+    in_string: bool = False
+    escaped: bool = False
+
+    @classmethod
+    def of(cls, text: str) -> _JsonDepth:
+        return cls().after(text)
+
+    @property
+    def estimate(self) -> int:
+        return self.containers + int(self.in_string)
+
+    def after(self, text: str) -> _JsonDepth:
+        containers, in_string, escaped = self.containers, self.in_string, self.escaped
+        for char in text:
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif char == "\\":
+                    escaped = True
+                elif char == '"':
+                    in_string = False
+            elif char == '"':
+                in_string = True
+            elif char in "{[":
+                containers += 1
+            elif char in "}]":
+                containers -= 1
+        return _JsonDepth(max(containers, 0), in_string, escaped)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 import re
 from typing import Literal
 
@@ -12,9 +14,10 @@ import xgrammar as xgr
 from pydantic import BaseModel, Field
 
 from agent.chat_model import SteeredChatModel, shared_state
-from agent.grammar import GrammarRows, bounded_schema, call_schema, repeated_block
+from agent.grammar import GrammarRows, bounded_schema, call_schema, closing_text, repeated_block
 from agent.prompt import format_tools, render_call
 from tests.test_chat_model import one_thread  # noqa: F401 (autouse fixture)
+from tests.schemas import random_tools, sample_arguments
 from tests.tiny_models import tiny_model
 from tools import make_shop_tools
 
@@ -121,12 +124,70 @@ def test_grammar_makes_every_call_valid_on_a_random_model(model: SteeredChatMode
     assert len(seen) >= 2, "the random model should reach more than one tool"
 
 
-def test_budget_running_out_is_flagged_not_a_call(model: SteeredChatModel) -> None:
-    message = model.bind_tools(TOOLS, tool_choice="any", max_new_tokens=4).invoke("find shoes")
-    assert message.tool_calls == []
+@pytest.mark.parametrize("budget", [1, 2, 4, 9])
+def test_a_forced_call_the_budget_cuts_is_closed_and_says_so(model: SteeredChatModel, budget: int) -> None:
+    for choice in ("any", "rate_item"):
+        message = model.bind_tools(TOOLS, tool_choice=choice, max_new_tokens=budget).invoke("find shoes")
+        assert not message.invalid_tool_calls
+        (call,) = message.tool_calls
+        jsonschema.validate(call["args"], next(t for t in TOOLS if t["function"]["name"] == call["name"])
+                            ["function"]["parameters"])
+        assert choice == "any" or call["name"] == choice
+        meta = message.response_metadata
+        assert meta["finish_reason"] == "length" and meta["cut"]["max_new_tokens"] == budget
+        assert meta["generated_text"].endswith(meta["cut"]["closed_with"])
+        assert message.usage_metadata["output_tokens"] == budget
+
+
+def test_a_call_without_the_grammar_that_the_budget_cuts_is_flagged(model: SteeredChatModel) -> None:
+    free = model.model_copy(update={"grammar": False})
+    message = free.bind_tools(TOOLS, tool_choice="any", max_new_tokens=2).invoke("find shoes")
+    assert message.tool_calls == [] and "cut" not in message.response_metadata
     (bad,) = message.invalid_tool_calls
-    assert "max_new_tokens=4" in bad["error"]
-    assert message.response_metadata["finish_reason"] == "length"
+    assert "max_new_tokens=2" in bad["error"]
+
+
+CLOSING_CASES = [  # (what was written, the shortest closing)
+    ('', '{"name":"end_session","arguments":{}}'),
+    ('{"name":"find_items","arguments":{"query":"red sh', '"}}'),
+    ('{"name":"find_items","arguments":{"query":"x","limit":1', '}}'),  # optional fields left out
+    ('{"name":"rate_item","arguments":{"as', 'in":"","stars":1}}'),
+    ('{"name":"rate_item","arguments":{"asin":"B","stars":2,"tags":["a","b', '"]}}'),
+    ('{"name":"rate_item","arguments":{"asin":"B","stars":2,"mood":"ha', 'ppy"}}'),
+    ('{"name":"find_items","arguments":{"query":"x","in_stock":f', 'alse}}'),
+]
+
+
+@pytest.mark.parametrize(("written", "expected"), CLOSING_CASES)
+def test_closing_text_is_the_shortest_completion(model: SteeredChatModel, written: str, expected: str) -> None:
+    compiled = shared_state(model.get_loaded()).grammars.grammar(TOOLS)
+    matcher = xgr.GrammarMatcher(compiled)
+    assert matcher.accept_string(written) or written == ""
+    assert closing_text(matcher, written) == expected
+    assert not matcher.is_completed()  # the matcher is left where it was
+    assert matcher.accept_string(expected) and matcher.is_completed()
+
+
+def test_every_cut_of_a_valid_call_closes_into_a_valid_call(model: SteeredChatModel) -> None:
+    """60 random tools (nested objects, arrays, enums, bounded integers, numbers,
+    booleans, optional fields), a valid call of each cut at 6 places: the closing
+    always makes a call that the tool's schema accepts, from the search and from the
+    greedy walk alike."""
+    cache = shared_state(model.get_loaded()).grammars
+    rng = random.Random(7)
+    for tool in random_tools(seed=11, count=60):
+        compiled = cache.grammar([tool])
+        schema = tool["function"]["parameters"]
+        text = render_call(tool["function"]["name"], sample_arguments(rng, schema))
+        assert xgr.GrammarMatcher(compiled).accept_string(text), text
+        for cut in sorted(rng.sample(range(len(text)), min(6, len(text)))):
+            matcher = xgr.GrammarMatcher(compiled)
+            assert matcher.accept_string(text[:cut]) or cut == 0
+            for limit in (2_000, 0):  # the search, and the greedy walk it falls back to
+                closing = closing_text(matcher, text[:cut], limit=limit)
+                assert closing is not None, text[:cut]
+                call = json.loads(text[:cut] + closing)
+                jsonschema.validate(call["arguments"], schema)
 
 
 def test_the_mask_lands_on_the_right_tokens_of_non_contiguous_logits(model: SteeredChatModel) -> None:
@@ -171,7 +232,9 @@ def test_a_string_that_loops_is_closed_and_the_call_stays_valid() -> None:
         (looped,) = free.generate_batch([[("human", "find it")]], tools=spec, tool_choice="any")
     finally:
         hook.remove()
-    assert not looped.tool_calls and looped.response_metadata["finish_reason"] == "length"
+    assert looped.response_metadata["cut"]  # the budget ended the loop; the grammar closed it
+    assert "cut" not in closed.response_metadata
     query = closed.tool_calls[0]["args"]["query"]
+    assert len(looped.tool_calls[0]["args"]["query"]) > len(query)
     assert 0 < len(query) <= 20, query
     assert any(query.endswith(block * 3) for block in ("a", "b", "ab", "ba")), query
