@@ -44,12 +44,15 @@ def add_agent_arguments(parser: argparse.ArgumentParser, data_required: bool = T
     parser.add_argument("--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_S * 1000,
                         help="how long a batch waits to fill")
     parser.add_argument("--max-queue", type=int, default=64, help="waiting requests before 429")
+    parser.add_argument("--max-episodes", type=int, default=1000,
+                        help="episode threads kept in memory without --checkpoint (least recently used dropped)")
 
 
 def settings_from(args: argparse.Namespace) -> Any:
     from agent.serve_app import ServeSettings
 
-    return ServeSettings(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1000, max_queue=args.max_queue)
+    return ServeSettings(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1000, max_queue=args.max_queue,
+                         max_episodes=args.max_episodes)
 
 
 @contextmanager

@@ -31,12 +31,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agent.serve_batcher import DEFAULT_MAX_WAIT_S, Batched, Batcher, QueueFullError, ShuttingDownError
 from agent.serve_threads import EpisodeThreads, ThreadOwnedError
-from tools.auth import AuthError, Caller, KeyRing, caller_for
+from tools.auth import USER_ID_PATTERN, AuthError, Caller, KeyRing, caller_for
 from tools.body_limit import BodyLimit
 
 log = logging.getLogger(__name__)
 
-USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 MAX_REQUEST_CHARS = 2000
 MAX_BODY_BYTES = 16 * 1024
 # the unpersonalized reading of a request: the negative of online memory entries

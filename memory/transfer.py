@@ -22,10 +22,10 @@ import numpy as np
 from memory.embedding import EMBEDDING_DIM
 from memory.entry import MemoryEntry, MemoryInputError, check_vector_key, make_entry_id, validate_entry
 from memory.store import AddReport, MemoryStore
+from tools.auth import USER_ID  # user ids as `fints serve` and the keys take them
 
 EXPORT_FORMAT = "fints-memory-export/1"
 PROVENANCE = ("entry_id", "key", "tool", "args_digest", "timestamp", "source", "superseded_by")
-USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")  # as `fints serve` takes them
 ENTRY_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 MAX_HIDDEN = 65_536
 FLOATS = ("F32", "F64")
