@@ -29,7 +29,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -176,14 +177,14 @@ class KeyRing:
             raise ValueError("say whom the key may act for: --users U1,U2 (or --service --tenant PREFIX)")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         record = KeyRecord(key_id, _digest(secret), tuple(users), tenant, service, label[:200])
-        with self._lock:
-            self._refresh()
+        with self._editing():
             self._write({**self._records, key_id: record})
         return f"fints_{key_id}_{secret}", record
 
     def revoke(self, key_id: str) -> KeyRecord:
-        with self._lock:
-            self._refresh()
+        if not self.path.is_file():
+            raise ValueError(f"no key file at {self.path}: there is no key to revoke")
+        with self._editing():
             record = self._records.get(key_id)
             if record is None:
                 raise ValueError(f"no key {key_id[:40]!r} in {self.path}; `fints keys list` shows the ids")
@@ -191,6 +192,17 @@ class KeyRing:
                 record = KeyRecord(**{**asdict(record), "revoked": time.time()})
                 self._write({**self._records, key_id: record})
         return record
+
+    @contextmanager
+    def _editing(self) -> Iterator[None]:
+        """Read-modify-write under a file lock: two `fints keys` at once lose no key."""
+        from filelock import FileLock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path.with_name(f".{self.path.name}.lock")), timeout=30), self._lock:
+            self._seen = None  # another process may have written since we last read
+            self._refresh()
+            yield
 
     def active(self) -> list[KeyRecord]:
         return [r for r in self.records() if r.revoked is None]
