@@ -33,7 +33,8 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from transformers import StoppingCriteria
 
 from agent.grammar import GrammarCache, GrammarRows, closing_text, tool_parameters
-from agent.prompt import Template, format_tools, render_prompt, resolve_template
+from agent.prompt import (Examples, Template, copies_tool_list, format_tools, render_prompt,
+                          resolve_template)
 from steering import (LoadedModel, SiteKey, SteeringVector, load_model, pack_rows, rerun_from,
                       site_map_of, steer)
 from steering.compat import cache_keyword
@@ -119,6 +120,10 @@ class SteeredChatModel(BaseChatModel):
     temperature: float = Field(default=0.0, ge=0.0)
     grammar: bool = True
     template: Template = "auto"
+    # Example requests per tool name, shown in the base template's instructions; none by
+    # default: a generic caller's prompt is built from its bound tools alone (the shop
+    # agent passes agent.prompt.EXAMPLES, the prompt its memory was extracted in).
+    examples: Examples | None = None
     steering_positions: Positions = "all"
     max_string_length: int | None = Field(default=None, gt=0)  # None: strings end by the budget
     max_array_items: int = Field(default=30, gt=0)
@@ -260,7 +265,8 @@ class SteeredChatModel(BaseChatModel):
         specs = format_tools(tools)
         choice = resolve_tool_choice(specs, tool_choice)
         template = resolve_template(self.template, loaded.tokenizer)
-        prompts = [render_prompt(c, specs, tokenizer=loaded.tokenizer, template=template) for c in conversations]
+        prompts = [render_prompt(c, specs, tokenizer=loaded.tokenizer, template=template, examples=self.examples)
+                   for c in conversations]
         tokenizer = loaded.tokenizer
         token_rows = tokenizer(prompts, add_special_tokens=template == "base")["input_ids"]
         budget = max_new_tokens or self.max_new_tokens
@@ -288,6 +294,17 @@ class SteeredChatModel(BaseChatModel):
                 usage=(len(token_rows[row]), len(ids)), model_id=loaded.model_id,
                 closing=out.closings[row] if out.closings is not None else None,
             ))
+        copied = [row for row, message in enumerate(messages) if choice.text and self._constrained(choice)
+                  and copies_tool_list(str(message.content), specs)]
+        if copied:  # a base model that recites the tool list means one of them: call it
+            calls = self.generate_batch(
+                [conversations[row] for row in copied],
+                None if vectors is None else [vectors[row] for row in copied],
+                tools=specs, tool_choice="any", steering_positions=steering_positions, stop=stop,
+                max_new_tokens=max_new_tokens)
+            for row, call in zip(copied, calls):
+                call.response_metadata["recited_tools"] = str(messages[row].content)
+                messages[row] = call
         return messages
 
     def _pick_tools(

@@ -32,10 +32,11 @@ import xgrammar as xgr
 from transformers import LogitsProcessor, StoppingCriteria
 
 CALL_SEPARATORS = (",", ":")
-# Free text in "auto" mode: anything that does not open a call, up to the end of the line
-# (base template) or the end of the turn (chat template, ended by the stop token).
-TEXT_LINE_EBNF = 'root ::= [^{\\n] [^\\n]* "\\n"'
-TEXT_TURN_EBNF = 'root ::= [^{] [^\\x00]*'
+# Free text in "auto" mode: anything that opens neither a call nor a list (a base model
+# that recites the prompt's tool list starts with "- "), up to the end of the line (base
+# template) or the end of the turn (chat template, ended by the stop token).
+TEXT_LINE_EBNF = 'root ::= [^{\\-*\\t\\n ] [^\\n]* "\\n"'
+TEXT_TURN_EBNF = 'root ::= [^{\\-*\\t\\n ] [^\\x00]*'
 # The loop guard: a free string whose last tokens are LOOP_REPEATS copies of one block of
 # at most LOOP_PERIOD tokens is closed.
 LOOP_REPEATS = 3

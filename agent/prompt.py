@@ -6,19 +6,20 @@ the text the model saw and wrote when it made that call (teacher forcing it give
 activations of the real decision).
 
 The base template (for base models without a chat template, such as the bundled Gemma
-3 270M) is plain text: system content, the tools (name, description, arguments), one
-explicit example request per tool (neutral: none of them is a vague request, so none
-teaches a default tool), then the conversation, and the cue `Assistant:` + newline
-after which the model writes one compact JSON call. Models with a chat template get it,
-with the tools passed as `tools=` when the template reads them, else described in the
-system message.
+3 270M) is plain text: system content, the tools (name, description, arguments), the
+caller's example requests if it gives any (`examples=`; the shop agent passes
+`EXAMPLES`), then the conversation, and the cue `Assistant:` + newline after which the
+model writes one compact JSON call. The instructions come from the bound tools alone:
+a generic caller's prompt carries nothing of the shop. Models with a chat template get
+it, with the tools passed as `tools=` when the template reads them, else described in
+the system message.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -29,7 +30,11 @@ Template = Literal["auto", "base", "chat"]
 CUE = "Assistant:\n"
 RESULT_CHARS = 400
 
-# One explicit request per PersonalWAB tool: (request, arguments).
+# Example requests, per tool name: (request, arguments).
+Examples = Mapping[str, tuple[str, dict[str, Any]]]
+# The shop agent's examples: one explicit request per PersonalWAB tool (neutral: none is
+# a vague request, so none teaches a default tool). Its memory entries were extracted
+# from prompts that hold them, so the shop agent passes them (`examples=EXAMPLES`).
 EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "search_product_by_query": (
         "Search the shop for Adidas soccer cleats.",
@@ -94,17 +99,20 @@ def render_prompt(
     *,
     tokenizer: Any | None = None,
     template: Template = "base",
+    examples: Examples | None = None,
 ) -> str:
     """The text before the model's next turn, ending with the cue for it.
 
     `messages` are LangChain messages (or anything `convert_to_messages` takes); `tools`
-    anything `bind_tools` takes. The chat template needs the `tokenizer`.
+    anything `bind_tools` takes. The chat template needs the `tokenizer`. `examples`
+    (base template): example requests of the bound tools that have one, shown before
+    the conversation.
     """
     msgs = convert_to_messages(list(messages))
     specs = format_tools(tools)
     if resolve_template(template, tokenizer) == "chat":
         return _render_chat(msgs, specs, tokenizer)
-    return _render_base(msgs, specs)
+    return _render_base(msgs, specs, examples or {})
 
 
 def describe_tools(specs: Sequence[dict[str, Any]]) -> str:
@@ -126,7 +134,26 @@ def describe_tools(specs: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _render_base(msgs: list[BaseMessage], specs: list[dict[str, Any]]) -> str:
+def copies_tool_list(text: str, specs: Sequence[dict[str, Any]]) -> bool:
+    """Whether a text answer recites the tool list instead of answering: its first
+    line, leading marks aside, starts with a tool's name (as a word) or with a line of
+    `describe_tools` or a tool's description, or is the start of one (8 characters or
+    more). A base model does that when it cannot tell a call from an answer."""
+    def bare(line: str) -> str:
+        return re.sub(r"^[\W_]+", "", _one_line(line)).casefold()
+
+    first = bare(text.strip().split("\n")[0]) if text.strip() else ""
+    if not first or not specs:
+        return False
+    names = [spec["function"]["name"].casefold() for spec in specs]
+    listed = [bare(line) for line in describe_tools(specs).splitlines()]
+    listed += [bare(spec["function"].get("description") or "") for spec in specs]
+    return (any(re.match(rf"{re.escape(name)}(?!\w)", first) for name in names)
+            or any(line and (first.startswith(line) or (line.startswith(first) and len(first) >= 8))
+                   for line in listed))
+
+
+def _render_base(msgs: list[BaseMessage], specs: list[dict[str, Any]], examples: Examples) -> str:
     blocks: list[str] = []
     system = [_text(m) for m in msgs if isinstance(m, SystemMessage)]
     if system:
@@ -134,7 +161,7 @@ def _render_base(msgs: list[BaseMessage], specs: list[dict[str, Any]]) -> str:
     if specs:
         blocks.append(describe_tools(specs))
         names = [spec["function"]["name"] for spec in specs]
-        shots = [(EXAMPLES[n][0], n, EXAMPLES[n][1]) for n in names if n in EXAMPLES]
+        shots = [(examples[n][0], n, examples[n][1]) for n in names if n in examples]
         if shots:
             blocks.append("Examples:\n\n" + "\n\n".join(
                 f"User: {request}\n{CUE}{render_call(name, args)}" for request, name, args in shots

@@ -11,7 +11,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from agent.chat_model import NAME_WRITTEN, SteeredChatModel
-from agent.prompt import CUE, render_call, render_prompt
+from agent.prompt import CUE, EXAMPLES, copies_tool_list, format_tools, render_call, render_prompt
 from steering import SteeringVector
 from tests.tiny_models import tiny_model
 from tools import make_shop_tools
@@ -103,6 +103,51 @@ def test_auto_choice_gives_a_call_or_text(model) -> None:
         assert bool(message.tool_calls) != bool(message.content) or message.invalid_tool_calls == []
 
 
+def test_reciting_the_tool_list_is_recognised() -> None:
+    specs = format_tools([find_items, double])
+    for recited in ("- find_items: Find items matching words.", "double: Double a number", "Tools:",
+                    "Find items matching", "    number (integer)"):
+        assert copies_tool_list(recited, specs), recited
+    for answer in ("Hello! How can I help?", "The double of 4 is 8.", "Yes", "findings are in"):
+        assert not copies_tool_list(answer, specs), answer
+
+
+class Reciter:
+    """An output-head hook that makes the model write `ids`, one token per forward,
+    wherever the grammar lets it."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids, self.step = ids, 0
+
+    def __call__(self, _module, _inputs, logits):
+        if self.step < len(self.ids):
+            logits = logits.clone()
+            logits[..., -1, self.ids[self.step]] += 80.0
+        self.step += 1
+        return logits
+
+
+@pytest.mark.parametrize("recital", ["- find_items: Find items matching words.",
+                                     "find_items: Find items matching words.", "Tools:"])
+def test_auto_choice_on_a_model_that_recites_the_tools_gives_a_call_or_an_answer(recital) -> None:
+    """A model that writes the tool list back ("- find_items: ..."): its first step
+    may not open a list, and a text that still recites the tools becomes a call (the
+    recital kept in the metadata)."""
+    loaded = tiny_model("gemma3", "bpe", seed=1)
+    reciter = Reciter(loaded.tokenizer(recital, add_special_tokens=False)["input_ids"])
+    hook = loaded.model.get_output_embeddings().register_forward_hook(reciter)
+    try:
+        chat = SteeredChatModel(loaded=loaded, max_new_tokens=24, max_string_length=8)
+        (reply,) = chat.generate_batch([[("human", "hello")]], tools=[find_items, double])
+    finally:
+        hook.remove()
+    (call,) = reply.tool_calls  # this model only recites: the recital became a call
+    assert call["name"] in ("find_items", "double") and reply.content == ""
+    recited = reply.response_metadata["recited_tools"]
+    assert copies_tool_list(recited, format_tools([find_items, double]))
+    assert not recited.startswith("-")  # the first step could not open a list
+
+
 def test_steering_changes_only_its_own_call(model, loaded) -> None:
     bound = model.bind_tools([find_items, end_session], tool_choice="any")
     request = "find running shoes"
@@ -172,7 +217,7 @@ def test_base_prompt_layout() -> None:
         ToolMessage("Top 10 products:\n" + "B00X title " * 100, tool_call_id="1"),
         HumanMessage("and now?"),
     ]
-    prompt = render_prompt(messages, tools)
+    prompt = render_prompt(messages, tools, examples=EXAMPLES)  # as the shop agent renders it
     assert prompt.startswith("You are the shop's assistant.\n\nTools:\n- search_product_by_query: ")
     assert "user_id" not in prompt and "get_product_details_by_asin" not in prompt
     assert prompt.count("User: ") == 3 + 2  # one example per bound tool + two turns
@@ -183,6 +228,20 @@ def test_base_prompt_layout() -> None:
     result_line = next(line for line in conversation.splitlines() if line.startswith("Result:"))
     assert len(result_line) <= len("Result: ") + 400
     assert conversation.endswith("User: and now?\n" + CUE)
+
+
+def test_a_generic_prompt_is_built_from_the_bound_tools_alone(model, loaded) -> None:
+    """The shop's examples belong to the shop agent: a caller that binds tools (even the
+    shop's) and passes no examples gets none of them, in the prompt the model reads."""
+    tools = make_shop_tools(object(), user_id="u")[:3]
+    generic = render_prompt([("human", "hi")], tools)
+    assert "Examples:" not in generic and "adidas" not in generic
+    assert "Examples:" in render_prompt([("human", "hi")], tools, examples=EXAMPLES)
+    read = model.bind_tools(tools, tool_choice="any").invoke("hi").usage_metadata["input_tokens"]
+    assert read == len(loaded.tokenizer(generic)["input_ids"])
+    shop = model.model_copy(update={"examples": EXAMPLES})
+    read = shop.bind_tools(tools, tool_choice="any").invoke("hi").usage_metadata["input_tokens"]
+    assert read == len(loaded.tokenizer(render_prompt([("human", "hi")], tools, examples=EXAMPLES))["input_ids"])
 
 
 def test_chat_template_is_used_when_the_tokenizer_has_one(loaded) -> None:
