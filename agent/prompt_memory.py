@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from agent.prompt import as_written, render_call
+from memory.keys import IntentKeys
 
 
 @dataclass(frozen=True)
@@ -25,17 +26,21 @@ class PastCall:
 
 @dataclass
 class PromptMemory:
-    """Per-user past calls with their request embeddings; retrieval never crosses users."""
+    """Per-user past calls with their request embeddings; retrieval never crosses users.
+    Requests are compared with the same keys as steering memory (memory.keys), so the
+    in-context baseline sees the same past calls steering would."""
 
     embedder: Any
+    keys: IntentKeys = field(default_factory=IntentKeys)
     _calls: dict[str, list[PastCall]] = field(default_factory=dict)
     _embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def from_dataset(cls, dataset: Any, embedder: Any, users: list[str] | None = None) -> PromptMemory:
+    def from_dataset(cls, dataset: Any, embedder: Any, users: list[str] | None = None,
+                     keys: IntentKeys | None = None) -> PromptMemory:
         """History requests and train tasks of each user, in time order."""
-        memory = cls(embedder)
+        memory = cls(embedder, keys or IntentKeys())
         wanted = set(users) if users is not None else None
         per_user: dict[str, list[PastCall]] = {}
         for user, items in dataset.histories.items():
@@ -58,7 +63,7 @@ class PromptMemory:
     def extend(self, user_id: str, calls: list[PastCall]) -> None:
         if not calls:
             return
-        vectors = self.embedder.embed([c.request for c in calls])
+        vectors = self.embedder.embed([self.keys.text(c.request) for c in calls])
         with self._lock:
             self._calls.setdefault(user_id, []).extend(calls)
             old = self._embeddings.get(user_id)
@@ -66,14 +71,19 @@ class PromptMemory:
 
     def top_k(self, user_id: str | None, request: str, k: int) -> list[PastCall]:
         """The user's k past calls most similar to the request (none for unknown users)."""
+        return [call for call, _ in self.scored(user_id, request, k)]
+
+    def scored(self, user_id: str | None, request: str, k: int) -> list[tuple[PastCall, float]]:
+        """`top_k` with each call's similarity to the request."""
         with self._lock:
             calls = list(self._calls.get(user_id or "", []))
             matrix = self._embeddings.get(user_id or "")
         if not calls or k <= 0 or matrix is None:
             return []
-        query = self.embedder.embed([request])[0]
-        order = np.argsort(-(matrix @ query), kind="stable")[:k]
-        return [calls[i] for i in order]
+        query = self.embedder.embed([self.keys.text(request)])[0]
+        scores = self.keys.scores(request, query, [c.request for c in calls], matrix)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [(calls[i], float(scores[i])) for i in order]
 
     def count(self, user_id: str) -> int:
         return len(self._calls.get(user_id, []))

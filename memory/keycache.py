@@ -35,17 +35,12 @@ class UserKeys:
     metas: tuple[dict, ...]
     docs: tuple[str, ...]
 
-    def top_live(self, user_id: str, query: np.ndarray, k: int) -> list[int]:
-        """Indices of the k most similar live (not superseded) records of `user_id`."""
-        live = [
+    def live(self, user_id: str) -> list[int]:
+        """Indices of the live (not superseded) records of `user_id`."""
+        return [
             i for i, meta in enumerate(self.metas)
             if not meta["superseded_by"] and meta["user_id"] == user_id
         ]
-        if not live:
-            return []
-        sims = self.matrix[live] @ query
-        order = np.argsort(-sims, kind="stable")[:k]
-        return [live[i] for i in order]
 
 
 class KeyCache:

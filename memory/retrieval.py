@@ -58,6 +58,7 @@ class Retrieval:
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)  # the matched request texts, for audit
+    tools: list[str] = field(default_factory=list)  # the tool each matched entry records
 
     def aggregate(self, mode: str = "attentive") -> dict[str, np.ndarray]:
         """Weighted sum ("attentive") or plain mean ("mean") per key; {} if abstained."""

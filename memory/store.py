@@ -30,6 +30,7 @@ import numpy as np
 from memory.embedding import EMBEDDING_DIM, EMBEDDING_MODEL_ID
 from memory.entry import MemoryEntry, MemoryInputError, validate_entry
 from memory.keycache import KeyCache, UserKeys
+from memory.keys import PLAIN, IntentKeys
 from memory.hygiene import DUPLICATE_COSINE, KeyRecord, choose_evictions, find_supersessions
 from memory.location import StoreLocation, connect, resolve_location
 from memory.retrieval import SECONDS_PER_DAY, Retrieval, abstain, attentive_weights
@@ -147,6 +148,7 @@ class MemoryStore:
         hidden_size: int | None = None,
         embedder=None,
         *,
+        keys: IntentKeys | None = None,
         read_only: bool = False,
         cap_per_user: int = 5000,
         duplicate_cosine: float = DUPLICATE_COSINE,
@@ -157,6 +159,8 @@ class MemoryStore:
         self.cap_per_user = cap_per_user
         self.duplicate_cosine = duplicate_cosine
         self._embedder = embedder
+        self.keys = keys if keys is not None else IntentKeys()
+        self._check_keys = keys is not None  # admin commands open a store for whatever keys it has
         self._key_cache = KeyCache(ttl_s=snapshot_ttl_s)
         self._lock = None
         self._client = None
@@ -212,6 +216,12 @@ class MemoryStore:
             self.generation = max(complete)
             meta = generations[self.generation]
             self._check_models(meta, model_id, hidden_size, embedding_model_id)
+            built_with = meta.get("key_format", PLAIN)
+            if self._check_keys and built_with != self.keys.name:
+                raise ModelMismatchError(
+                    f"the memory store {self.location} was built with keys {built_with!r}, not "
+                    f"{self.keys.name!r} (another catalog, or keys from before intent keys): "
+                    "rebuild it with `fints memory build`, or use --store DIR for a new one")
             self._set_info(meta["model_id"], meta["hidden_size"], meta["embedding_model_id"])
             self._keys = self._collection(KEYS_PREFIX, self.generation)
             self._vectors = self._collection(VECTORS_PREFIX, self.generation)
@@ -277,6 +287,7 @@ class MemoryStore:
             "model_id": self.info.model_id,
             "hidden_size": self.info.hidden_size,
             "embedding_model_id": self.info.embedding_model_id,
+            "key_format": self.keys.name,
             "complete": complete,
         }
 
@@ -338,7 +349,7 @@ class MemoryStore:
         items = list(checked.values())
         missing = [e for e in items if e.key_embedding is None]
         if missing:
-            embedded = self.embedder.embed([e.key for e in missing])
+            embedded = self.embedder.embed([self.keys.text(e.key) for e in missing])
             filled = {e.entry_id: e.with_embedding(v) for e, v in zip(missing, embedded)}
             items = [filled.get(e.entry_id, e) for e in items]
         present = self.existing_ids([e.entry_id for e in items])
@@ -411,6 +422,7 @@ class MemoryStore:
                         "args_digest": e.args_digest,
                         "timestamp": float(e.timestamp),
                         "source": e.source,
+                        "negative": e.negative,
                         "model_id": self.model_id,
                         "vector_keys": ",".join(sorted(e.vectors)),
                         "superseded_by": supersede.get(e.entry_id, e.superseded_by),
@@ -538,30 +550,31 @@ class MemoryStore:
         if query_embedding is None:
             if not request or not request.strip():
                 return abstain(user_id, "empty request: nothing to match")
-            query_embedding = self.embedder.embed([request])[0]
+            query_embedding = self.embedder.embed([self.keys.text(request)])[0]
         query = np.asarray(query_embedding, np.float32).reshape(-1)
         if query.shape != (EMBEDDING_DIM,) or not np.all(np.isfinite(query)):
             raise MemoryInputError(f"query embedding must be {EMBEDDING_DIM} finite numbers")
         query = query / max(float(np.linalg.norm(query)), 1e-12)
         snap = self._user_keys(user_id)
-        rows = [
-            (snap.ids[i], snap.matrix[i], snap.metas[i], snap.docs[i])
-            for i in snap.top_live(user_id, query, k)
-        ]
-        if not rows:
+        live = snap.live(user_id)
+        if not live:
             return abstain(user_id, f"no memory for user {user_id!r}")
-        sims = np.array([float(emb @ query) for _, emb, _, _ in rows], np.float32)
+        scores = self.keys.scores(request or "", query, [snap.docs[i] for i in live], snap.matrix[live])
+        order = np.argsort(-scores, kind="stable")[:k]
+        rows = [(snap.ids[live[i]], snap.matrix[live[i]], snap.metas[live[i]], snap.docs[live[i]])
+                for i in order]
+        sims = scores[order]
         keep = sims >= threshold
         if not keep.any():
             return abstain(
                 user_id,
                 f"nearest entry has similarity {sims.max():.3f} < threshold {threshold}",
             )
-        rows = [row for row, ok in zip(rows, keep) if ok]
-        return self._assemble(user_id, rows, query, temperature, half_life_days, now)
+        rows = [row + (float(sim),) for row, sim, ok in zip(rows, sims, keep) if ok]
+        return self._assemble(user_id, rows, temperature, half_life_days, now)
 
-    def _assemble(self, user_id, rows, query, temperature, half_life_days, now) -> Retrieval:
-        wanted = [vid for eid, _, meta, _ in rows
+    def _assemble(self, user_id, rows, temperature, half_life_days, now) -> Retrieval:
+        wanted = [vid for eid, _, meta, _, _ in rows
                   for vid in _vector_ids(eid, meta["vector_keys"].split(","))]
         got = _get(self._vectors, ids=wanted, include=["embeddings", "metadatas"])
         by_id = {
@@ -570,16 +583,16 @@ class MemoryStore:
             if meta.get("user_id") == user_id
         }
         whole = []
-        for eid, emb, meta, doc in rows:
+        for eid, _emb, meta, doc, sim in rows:
             keys = meta["vector_keys"].split(",")
             if all(f"{eid}/{key}" in by_id for key in keys):
-                whole.append((eid, emb, meta, doc, keys))
+                whole.append((eid, sim, meta, doc, keys))
             else:
                 log.warning("memory: entry %s lacks vectors; skipped", eid)
         if not whole:
             return abstain(user_id, "matching entries are incomplete (vectors missing)")
         common = sorted(set.intersection(*(set(keys) for *_, keys in whole)))
-        sims = np.array([float(emb @ query) for _, emb, _, _, _ in whole], np.float32)
+        sims = np.array([sim for _, sim, _, _, _ in whole], np.float32)
         ages = (now if now is not None else time.time()) - np.array(
             [meta["timestamp"] for _, _, meta, _, _ in whole], np.float64
         )
@@ -592,6 +605,7 @@ class MemoryStore:
             weights=attentive_weights(sims, temperature, ages, half_life),
             vectors={key: np.stack([by_id[f"{eid}/{key}"] for eid, *_ in whole]) for key in common},
             keys=[doc for _, _, _, doc, _ in whole],
+            tools=[meta["tool"] for _, _, meta, _, _ in whole],
         )
 
     @_reopens_if_rebuilt
@@ -646,6 +660,7 @@ class MemoryStore:
                     vectors={k: np.asarray(by_id[f"{eid}/{k}"], np.float32) for k in keys},
                     tool=meta["tool"], args_digest=meta["args_digest"],
                     timestamp=meta["timestamp"], source=meta["source"], entry_id=eid,
+                    negative=meta.get("negative", ""),
                     key_embedding=np.asarray(emb, np.float32),
                     superseded_by=meta["superseded_by"],
                 )
