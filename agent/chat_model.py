@@ -30,9 +30,10 @@ from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr
-from transformers import StoppingCriteria
+from transformers import LogitsProcessor, StoppingCriteria
 
 from agent.grammar import GrammarCache, GrammarRows, closing_text, tool_parameters
+from agent.tool_choice import FORCED_START, NameChosen, NameProcessor, NameRows, NameTable
 from agent.prompt import (Examples, Template, copies_tool_list, format_tools, render_prompt,
                           resolve_template)
 from steering import (LoadedModel, SiteKey, SteeringVector, load_model, pack_rows, rerun_from,
@@ -40,8 +41,9 @@ from steering import (LoadedModel, SiteKey, SteeringVector, load_model, pack_row
 from steering.compat import cache_keyword
 
 # Where steering is added: every position, only the prompt, only generated tokens, or
-# "decision": the prompt and the generated tokens up to the end of the tool's name, so
-# the vector picks the tool and the arguments are written unsteered.
+# "decision": only where the tool is chosen (the prompt's last token, after the call's
+# forced start, and the tokens of the tool's name: `choose_tools`), so the vector picks
+# the tool and the call is then written unsteered.
 Positions = Literal["all", "prompt", "generated", "decision"]
 PrefixReuse = Literal["never", "exact", "always"]
 NAME_WRITTEN = re.compile(r'"name"\s*:\s*"([^"]*)"')
@@ -57,6 +59,7 @@ class _Shared:
 
     grammars: GrammarCache
     lock: threading.Lock = field(default_factory=threading.Lock)
+    names: dict[tuple[str, ...], NameTable] = field(default_factory=dict)
 
 
 def shared_state(loaded: LoadedModel) -> _Shared:
@@ -254,8 +257,8 @@ class SteeredChatModel(BaseChatModel):
         steered by its own vector (or None); each row's result equals its own run.
 
         With `steering_positions="decision"` the steered model only picks each row's tool
-        (a short steered generate that stops once the name is written); the call is then
-        written unsteered under that tool's grammar, so steering cannot garble arguments.
+        (`choose_tools`, steered where the name is decided); the call is then written
+        unsteered under that tool's grammar, so steering cannot garble arguments.
         """
         if not conversations:
             return []
@@ -276,8 +279,8 @@ class SteeredChatModel(BaseChatModel):
         positions = steering_positions or self.steering_positions
         choices = [choice] * rows
         if positions == "decision":
-            if vectors is not None and self._constrained(choice) and not choice.text:
-                picked = self._pick_tools(loaded, token_rows, vectors, choice, template)
+            if self._constrained(choice) and not choice.text:  # steered or not: one way to pick
+                picked = self.choose_tools(conversations, vectors, tools=tools or [], positions="last")
                 choices = [resolve_tool_choice(choice.call_tools, name) if name else choice
                            for name in picked]
                 vectors = None
@@ -306,6 +309,45 @@ class SteeredChatModel(BaseChatModel):
                 call.response_metadata["recited_tools"] = str(messages[row].content)
                 messages[row] = call
         return messages
+
+    def choose_tools(
+        self,
+        conversations: Sequence[Sequence[Any]],
+        steering: Sequence[SteeringVector | None] | SteeringVector | None = None,
+        *,
+        tools: Sequence[Any],
+        positions: Literal["all", "last"] = "all",
+    ) -> list[str]:
+        """Each conversation's tool as greedy generation under the grammar would name it,
+        without writing the call: the forced `{"name":"` is appended to the prompt, one
+        prefill reads it, and only the tokens that make the name unique are generated
+        (agent.tool_choice). Steering, when given, acts on every position it reads
+        ("all", as `steering_positions="decision"` does while a call is generated), or
+        only where the name is decided: the prompt's last token and the name's ("last")."""
+        if not conversations:
+            return []
+        loaded = self.get_loaded()
+        specs = format_tools(tools)
+        if not specs:
+            raise ValueError("choose_tools needs at least one tool")
+        names = tuple(spec["function"]["name"] for spec in specs)
+        state = shared_state(loaded)
+        table = state.names.get(names)
+        if table is None:
+            table = state.names[names] = NameTable.build(loaded.tokenizer, names, state.grammars.vocab_size)
+        template = resolve_template(self.template, loaded.tokenizer)
+        prompts = [render_prompt(c, specs, tokenizer=loaded.tokenizer, template=template,
+                                 examples=self.examples) + FORCED_START for c in conversations]
+        token_rows = loaded.tokenizer(prompts, add_special_tokens=template == "base")["input_ids"]
+        vectors = _row_vectors(steering, len(conversations), loaded)
+        width = max(len(row) for row in token_rows)
+        rows = NameRows(table, width, loaded.tokenizer, [""] * len(token_rows))
+        budget = max(len(loaded.tokenizer(f'{n}"', add_special_tokens=False)["input_ids"]) for n in names)
+        self._run(loaded, token_rows, vectors, [_Choice([], True)] * len(token_rows), template, budget, [],
+                  "all" if positions == "all" else "generated",
+                  extra=([NameProcessor(rows)], [NameChosen(rows)]),
+                  steer_from=None if positions == "all" else width - 1)
+        return [rows.chosen(row) or rows.table.candidates(rows.written[row])[0] for row in range(len(token_rows))]
 
     def _pick_tools(
         self, loaded: LoadedModel, token_rows: list[list[int]], vectors: list[SteeringVector | None],
@@ -354,6 +396,8 @@ class SteeredChatModel(BaseChatModel):
         self, loaded: LoadedModel, token_rows: list[list[int]], vectors: list[SteeringVector | None] | None,
         choices: list[_Choice], template: str, budget: int, stops: list[str], positions: str,
         *, until_named: bool = False,
+        extra: tuple[list[LogitsProcessor], list[StoppingCriteria]] = ([], []),
+        steer_from: int | None = None,
     ) -> _Generated:
         """One batched `generate` over left-padded rows.
 
@@ -388,6 +432,9 @@ class SteeredChatModel(BaseChatModel):
             if until_named:
                 criteria.append(_NameWritten(grammar_rows, tokenizer, input_ids.shape[1]))
             options.update(logits_processor=[grammar_rows.processor], stopping_criteria=criteria)
+        if extra[0] or extra[1]:
+            options["logits_processor"] = [*options.get("logits_processor", []), *extra[0]]
+            options["stopping_criteria"] = [*options.get("stopping_criteria", []), *extra[1]]
         if stops:
             options.update(stop_strings=stops, tokenizer=tokenizer)
         width = input_ids.shape[1]
@@ -398,7 +445,7 @@ class SteeredChatModel(BaseChatModel):
             # the shared instructions: computed once per model, unsteered (outside `steer`)
             if shared:
                 cache = options[cache_keyword(loaded.model)] = prefixes.copy_for(loaded.model, prefix, rows, gaps)
-            with steer(loaded, vectors, positions=positions, prompt_length=width):
+            with steer(loaded, vectors, positions=positions, prompt_length=steer_from or width):
                 if cache is not None and keep is not None:  # the layers a vector changes, if any
                     prefixes.rerun_layers(loaded.model, cache, prefix, gaps, keep)
                 output = loaded.model.generate(input_ids=input_ids, attention_mask=attention, **options)

@@ -14,11 +14,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-TOOL_FOR_TYPE = {
-    "search": "search_product_by_query",
-    "recommend": "get_recommendations_by_history",
-    "review": "add_product_review",
-}
+from tools.data.records import TOOL_FOR_TYPE
 DEMO_HISTORY = 20  # history items per demo user turned into memory entries
 
 

@@ -20,7 +20,8 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from agent.graph import AgentDeps, build_graph, current_request
-from agent.methods import DEFAULT_METHOD, Method, parse_method
+from agent.methods import DEFAULT_METHOD, Method, load_defaults, parse_method
+from agent.prompt import EXAMPLES
 from agent.prompt_memory import PromptMemory, render_memory
 from agent.steerer import SteeringDecision, Steerer
 
@@ -59,7 +60,7 @@ class Decision:
     steering: dict[str, Any]
     latency_s: float
     malformed: bool = False
-    raw: str = ""
+    raw: str = ""  # the text the model wrote (a valid call's too)
     prompt_tokens: int = 0
 
 
@@ -105,20 +106,19 @@ class FintsAgent:
         self.embedder = embedder
         self.max_steps = max_steps
         self.fail_closed = fail_closed
-        self.chat = SteeredChatModel(loaded=loaded)
+        self.chat = SteeredChatModel(loaded=loaded, examples=EXAMPLES)  # the shop's own examples
         self._review_target: dict[str, str | None] = {}
         self._as_of: dict[str, float | None] = {}
         self.tools = make_shop_tools(transport, review_asin=self._review_target.get,
                                      history=self.purchases)
         self.tools_by_name = {tool.name: tool for tool in self.tools}
-        self.prompt_memory = PromptMemory.from_dataset(dataset, embedder)
+        self.prompt_memory = PromptMemory.from_dataset(dataset, embedder, keys=intent_keys(dataset))
         self.writer = None
         if store is not None and online_memory:
             from memory.online import OnlineWriter
 
-            self.writer = OnlineWriter(store, self.extract_pairs,
-                                       formatter=call_formatter(loaded),
-                                       negative_for=self.negative_call)
+            self.writer = OnlineWriter(store, self.extract_pairs, formatter=call_formatter(loaded),
+                                       tools=SINGLE_TURN_TOOLS)
         self.checkpointer = checkpointer
         self._graphs: dict[tuple[str, str], Any] = {}
 
@@ -138,7 +138,8 @@ class FintsAgent:
             loaded = load_model(config.model)
             embedder = load_embedder()
             try:
-                store = MemoryStore(config.store, loaded.model_id, loaded.hidden_size, embedder)
+                store = MemoryStore(config.store, loaded.model_id, loaded.hidden_size, embedder,
+                                    keys=intent_keys(dataset))
                 stack.callback(store.close)
             except Exception as error:  # e.g. the Chroma server is down
                 if config.fail_closed:
@@ -283,22 +284,6 @@ class FintsAgent:
         return _episode(state, time.perf_counter() - started, thread_id)
 
     # ------------------------------------------------------------------ memory
-    def negative_call(self, request: str) -> tuple[str, dict[str, Any]]:
-        """The unpersonalized call for a request: zero-shot, unsteered."""
-        decision = self.decide(None, request, method=parse_method("zero-shot"))
-        call = decision.call or {"name": "search_product_by_query", "args": {"query": request[:200]}}
-        return call["name"], call["args"]
-
-    def add_online(self, user_id: str, request: str, accepted: dict[str, Any],
-                   negative: tuple[str, dict[str, Any]] | None = None) -> bool:
-        """Queue an online entry for a completed interaction; returns at once."""
-        if self.writer is None:
-            return False
-        from memory.online import Episode
-
-        return self.writer.submit(Episode(user_id, request, accepted["name"],
-                                          dict(accepted.get("args", {})), negative=negative))
-
     @property
     def formatter(self):
         """(request, tool, args) -> (prompt, answer) in this agent's decision format."""
@@ -308,17 +293,17 @@ class FintsAgent:
         """Vectors for memory.build pairs at every site, on the agent's steering layers."""
         from steering import ContrastPair, extract_vectors
 
-        sites = ["whole", "attn", "mlp"]
+        sites = load_defaults(self.loaded.model_id)["memory_sites"]
         contrast = [ContrastPair(p.prompt, p.positive, p.negative) for p in pairs]
         return extract_vectors(self.loaded, contrast, sites, self.method.layers)
 
-    def build_memory(self, users: Sequence[str] | None = None, *, max_history: int = 10,
+    def build_memory(self, users: Sequence[str] | None = None, *, max_history: int | None = None,
                      progress: bool = True) -> Any:
         """Turn the users' past interactions (all users when None) into memory entries in
         this agent's own decision format and steering layers; returns `memory.build`'s report."""
         from memory.build import build_memory, past_interactions
 
-        items = past_interactions(self.dataset, users, max_history=max_history, embedder=self.embedder)
+        items = past_interactions(self.dataset, users, max_history=max_history, tools=SINGLE_TURN_TOOLS)
         return build_memory(self.store, items, self.extract_pairs, formatter=self.formatter,
                             progress=progress)
 
@@ -330,7 +315,8 @@ def _decision(reply: AIMessage, steering: SteeringDecision, elapsed: float) -> D
     usage = reply.usage_metadata or {}
     if reply.tool_calls:
         call = {"name": reply.tool_calls[0]["name"], "args": dict(reply.tool_calls[0]["args"])}
-        return Decision(call, steering.summary(), elapsed, prompt_tokens=usage.get("input_tokens", 0))
+        return Decision(call, steering.summary(), elapsed, prompt_tokens=usage.get("input_tokens", 0),
+                        raw=str(reply.response_metadata.get("generated_text", "")))
     raw = reply.invalid_tool_calls[0]["args"] if reply.invalid_tool_calls else str(reply.content)
     return Decision(None, steering.summary(), elapsed, malformed=True, raw=str(raw or ""),
                     prompt_tokens=usage.get("input_tokens", 0))
@@ -355,21 +341,38 @@ def _episode(state: dict[str, Any], elapsed: float, thread: str) -> EpisodeResul
     )
 
 
+def intent_keys(dataset: Any) -> Any:
+    """Retrieval keys for this data set: requests compared without the catalog's words
+    (memory.keys), the same for steering memory and prompt memory."""
+    from memory.keys import IntentKeys, catalog_words
+
+    return IntentKeys(catalog_words(
+        text for p in dataset.products.values()
+        for text in (p.title, p.store or "", p.main_category or "", *p.features, *p.description)))
+
+
 def call_formatter(loaded: Any, track: str = "single"):
     """(request, tool, arguments) -> (prompt, answer) exactly as the agent decides.
 
     Memory builds pass this to `memory.build`, so vectors are read from the very prompt
-    the model later decides in (tool descriptions and examples included).
+    the model later decides in (tool descriptions and examples included), and on the
+    tokens where it decides: the prompt ends with the call's forced start `{"name":"`
+    and the answer is the part of the tool's name that tells it apart from the other
+    tools (`agent.tool_choice.deciding_prefix`). Read over the whole call, the arguments'
+    tokens dominated the mean and the vector hardly moved the choice of tool.
     """
-    from agent.prompt import as_written, render_call, render_prompt
+    from agent.prompt import render_prompt
+    from agent.tool_choice import FORCED_START, deciding_prefix
     from tools import make_shop_tools
 
     names = SINGLE_TURN_TOOLS if track == "single" else MULTI_TURN_TOOLS
     specs = [tool for tool in make_shop_tools(None) if tool.name in names]
     specs.sort(key=lambda tool: names.index(tool.name))
+    prefixes = {name: deciding_prefix(loaded.tokenizer, name, names) for name in names}
 
     def format_call(request: str, tool: str, arguments: dict[str, Any]) -> tuple[str, str]:
-        prompt = render_prompt([HumanMessage(request)], specs, tokenizer=loaded.tokenizer, template="auto")
-        return prompt, render_call(tool, as_written(tool, arguments))
+        prompt = render_prompt([HumanMessage(request)], specs, tokenizer=loaded.tokenizer, template="auto",
+                               examples=EXAMPLES)
+        return prompt + FORCED_START, prefixes.get(tool, tool)
 
     return format_call

@@ -38,6 +38,7 @@ class SteeringDecision:
     weights: list[float] = field(default_factory=list)
     similarities: list[float] = field(default_factory=list)
     matched_requests: list[str] = field(default_factory=list)
+    matched_tools: list[str] = field(default_factory=list)
     fallback: bool = False  # True when steering was wanted but memory was unavailable
 
     def summary(self) -> dict[str, Any]:
@@ -128,6 +129,7 @@ class Steerer:
             weights=shown,
             similarities=[float(s) for s in found.similarities],
             matched_requests=list(found.keys),
+            matched_tools=list(found.tools),
         )
 
 

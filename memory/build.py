@@ -2,14 +2,18 @@
 
 For each past interaction: positive = the call the user accepted (a train task's gold
 call, a history item's request and call, or for a history item without one the review
-they wrote), negative = the call made for the same request in another user's context:
-the call of the other user's request most similar to this one (MiniLM), or without an
-embedder a random other user's call of the same type. Since the same vague phrase means
-different tools to different users, the nearest other-user request often carries
-another tool, which is what lets the vector steer tool choice. The steering core turns
-each (prompt, positive, negative) into vectors; the extractor and the prompt formatter
-are passed in as callables, so tests use tiny fakes and the CLI passes
-`steering.extract_vectors` and the agent's own prompt format.
+they wrote); negatives by a named policy, recorded in each entry's metadata:
+
+- `other-tools` (the default): the same request answered with each of the other tools;
+  the vector is the mean of the differences, so it points from every other choice to
+  the one this user made. Measured on the bundled model with the agent's decision
+  format (docs/results.md), it is what makes the steered model pick the user's tool.
+- `nearest-other-user`: the call of the most similar request of another user (MiniLM),
+  or without an embedder a random other user's call of the same type.
+
+The steering core turns each (prompt, positive, negative) into vectors; the extractor
+and the prompt formatter are passed in as callables, so tests use tiny fakes and the
+CLI passes `steering.extract_vectors` and the agent's own prompt format.
 
 Entry ids are a hash of user + task id, so an interrupted build resumes where it
 stopped (present entries are skipped before any extraction) and a second build adds
@@ -28,6 +32,8 @@ from memory.entry import MemoryEntry, digest_arguments, make_entry_id
 from memory.store import MemoryStore
 
 HISTORY_LIMIT = 30  # PersonalWAB's cap on a recommendation's product sequence
+NEGATIVE_POLICIES = ("other-tools", "nearest-other-user")
+DEFAULT_NEGATIVES = "other-tools"
 
 
 class Pair(NamedTuple):
@@ -61,14 +67,14 @@ class PastInteraction:
     request: str
     tool: str
     arguments: dict
-    negative_tool: str
-    negative_arguments: dict
+    negatives: tuple[tuple[str, dict], ...]  # (tool, arguments) of each contrasting call
     timestamp: float
+    policy: str = DEFAULT_NEGATIVES
 
-    def pair(self, formatter: Formatter = format_call) -> Pair:
+    def pairs(self, formatter: Formatter = format_call) -> list[Pair]:
         prompt, positive = formatter(self.request, self.tool, self.arguments)
-        _, negative = formatter(self.request, self.negative_tool, self.negative_arguments)
-        return Pair(prompt, positive, negative)
+        return [Pair(prompt, positive, formatter(self.request, tool, args)[1])
+                for tool, args in self.negatives]
 
 
 @dataclass
@@ -102,13 +108,22 @@ def past_interactions(
     max_history: int | None = 10,
     seed: int = 0,
     embedder=None,
+    *,
+    negatives: str = DEFAULT_NEGATIVES,
+    tools: Sequence[str] = (),
 ) -> list[PastInteraction]:
-    """Each user's train tasks and latest `max_history` history items, with negatives.
+    """Each user's train tasks and latest `max_history` history items (all with None),
+    with negatives by the policy `negatives` (see the module doc; `other-tools` needs
+    the tool names the agent chooses among, `tools`).
 
-    Negatives come from every user's past (the whole data set), positives only from
-    `users`. With an `embedder`, the negative is the call of the most similar request
-    of another user; without one, a random other user's call of the same type.
+    For `nearest-other-user`, negatives come from every user's past (the whole data
+    set), positives only from `users`; with an `embedder`, the call of the most similar
+    request of another user, without one a random other user's call of the same type.
     """
+    if negatives not in NEGATIVE_POLICIES:
+        raise ValueError(f"unknown negative policy {negatives!r}; allowed: {', '.join(NEGATIVE_POLICIES)}")
+    if negatives == "other-tools" and len(tools) < 2:
+        raise ValueError("the other-tools negative policy needs the names of at least two tools")
     wanted = set(users) if users else set(dataset.user_ids())
     pool: list[tuple[str, str, str, str, dict]] = []  # (user, type, request, tool, args)
     positives: list[tuple[str, str, str, str, str, dict, float]] = []  # + entry id, time
@@ -127,6 +142,10 @@ def past_interactions(
                 ref = f"history:{item.product_info.parent_asin}:{item.review.timestamp}"
                 positives.append((make_entry_id(user, ref), user, kind, request, tool,
                                   arguments, float(item.review.timestamp)))
+    if negatives == "other-tools":
+        return [PastInteraction(entry_id, user, request, tool, arguments,
+                                tuple((other, {}) for other in tools if other != tool), when, negatives)
+                for entry_id, user, _kind, request, tool, arguments, when in positives]
     nearest = _nearest_other(pool, positives, embedder) if embedder is not None else None
     result = []
     for index, (entry_id, user, kind, request, tool, arguments, when) in enumerate(positives):
@@ -137,7 +156,8 @@ def past_interactions(
             negative = _other_users_call(same_type, user, entry_id, seed)
         if negative is None:
             continue
-        result.append(PastInteraction(entry_id, user, request, tool, arguments, *negative, when))
+        result.append(PastInteraction(entry_id, user, request, tool, arguments, (negative,), when,
+                                      negatives))
     return result
 
 
@@ -198,14 +218,32 @@ def build_memory(
     with tqdm(total=len(pending), desc="memory build", unit="entry", disable=not progress) as bar:
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
-            vectors = extract([item.pair(formatter) for item in batch])
-            if len(vectors) != len(batch):
-                raise ValueError(f"extractor returned {len(vectors)} results for {len(batch)} pairs")
-            added = store.add(entry_for(item, v, source) for item, v in zip(batch, vectors))
+            per_item = [item.pairs(formatter) for item in batch]
+            flat = [pair for pairs in per_item for pair in pairs]
+            vectors = extract(flat)
+            if len(vectors) != len(flat):
+                raise ValueError(f"extractor returned {len(vectors)} results for {len(flat)} pairs")
+            added = store.add(entry_for(item, mean_vectors(vectors[at : at + len(pairs)]), source)
+                              for item, pairs, at in zip(batch, per_item, _offsets(per_item)))
             report.added += added.added
             report.superseded += added.superseded
             bar.update(len(batch))
     return report
+
+
+def _offsets(groups: list[list[Pair]]) -> list[int]:
+    starts, at = [], 0
+    for group in groups:
+        starts.append(at)
+        at += len(group)
+    return starts
+
+
+def mean_vectors(vectors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-key mean of several contrasts' vectors (one contrast: itself)."""
+    if len(vectors) == 1:
+        return vectors[0]
+    return {key: sum(v[key] for v in vectors) / len(vectors) for key in vectors[0]}
 
 
 def entry_for(item: PastInteraction, vectors: dict[str, Any], source: str) -> MemoryEntry:
@@ -218,6 +256,7 @@ def entry_for(item: PastInteraction, vectors: dict[str, Any], source: str) -> Me
         timestamp=item.timestamp,
         source=source,
         entry_id=item.entry_id,
+        negative=item.policy,
     )
 
 

@@ -25,7 +25,11 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     build.add_argument("--users", nargs="+", help="only these users, separated by spaces or commas (default: all)")
     build.add_argument("--model", help="steering model (default: the bundled Gemma 3 270M)")
     build.add_argument("--sites", default="whole,attn,mlp", help="comma-separated sites")
-    build.add_argument("--layers", default="6", help="comma-separated layer indices")
+    build.add_argument("--layers", help="comma-separated layer indices (default: the layers "
+                                        "the default steering method reads, agent/defaults.json)")
+    build.add_argument("--negatives", default="other-tools", choices=("other-tools", "nearest-other-user"),
+                       help="negative policy: what each accepted call is contrasted with (recorded "
+                            "in every entry; see docs/memory.md)")
     build.add_argument("--max-history", type=int, default=10,
                        help="latest history reviews per user to add (0: none)")
     build.add_argument("--batch", type=int, default=8, help="pairs per extraction call")
@@ -165,17 +169,22 @@ def _build(args: argparse.Namespace) -> int:
     if users is not None:
         _unknown_users(users, dataset.profiles, f"the data set {args.data}")
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
-    layers = [x.strip() for x in args.layers.split(",") if x.strip()]
+    from agent.methods import load_defaults
+    from agent.runtime import SINGLE_TURN_TOOLS, intent_keys
+
+    layers_text = args.layers or ",".join(str(x) for x in load_defaults()["layers"])
+    layers = [x.strip() for x in layers_text.split(",") if x.strip()]
     if not sites or not layers or not all(x.isdigit() for x in layers):
         raise MemoryInputError("--sites are whole, attn, mlp and --layers whole numbers, comma-separated")
     for site in sites:
         check_vector_key(f"{site}.0")
     layers = [int(x) for x in layers]
     embedder = load_embedder()
-    items = past_interactions(dataset, users, args.max_history, embedder=embedder)
+    items = past_interactions(dataset, users, args.max_history, embedder=embedder,
+                              negatives=args.negatives, tools=SINGLE_TURN_TOOLS)
     loaded = load_model(args.model)
     with _open(args, must_exist=False, model_id=loaded.model_id, hidden_size=loaded.hidden_size,
-               embedder=embedder) as store:
+               embedder=embedder, keys=intent_keys(dataset)) as store:
         report = build_memory(store, items, steering_extractor(loaded, sites, layers),
                               batch_size=args.batch, formatter=call_formatter(loaded))
         print(json.dumps(asdict(report) | {"store": str(store.location),

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from memory.build import Extractor, Formatter, Pair, format_call
+from memory.build import DEFAULT_NEGATIVES, Extractor, Formatter, Pair, format_call, mean_vectors
 from memory.entry import MemoryEntry, digest_arguments, make_entry_id, to_epoch
 from memory.store import MemoryStore
 
@@ -61,14 +61,18 @@ class OnlineWriter:
         max_pending: int = 256,
         formatter: Formatter = format_call,
         negative_for: Callable[[str], tuple[str, dict]] | None = None,
+        tools: Sequence[str] = (),
     ) -> None:
-        """`formatter` renders (request, call) as the model sees it; `negative_for(request)`
-        gives the unpersonalized call when an episode brings no negative (it runs on the
-        writer thread, so a generation there never delays the user)."""
+        """`formatter` renders (request, call) as the model sees it. An episode that
+        brings no negative is contrasted by the bulk build's default policy when `tools`
+        are given (`other-tools`: the same request with each other tool), else with
+        `negative_for(request)` (it runs on the writer thread, so a generation there never
+        delays the user)."""
         self.store = store
         self.extract = extract
         self.formatter = formatter
         self.negative_for = negative_for
+        self.tools = tuple(tools)
         self.budget_s = budget_s
         self.stats = WriterStats()
         self._queue: queue.Queue[Episode | None] = queue.Queue(maxsize=max_pending)
@@ -120,16 +124,18 @@ class OnlineWriter:
             self.stats.dropped += 1
             log.warning("memory: episode of %s waited past the budget; dropped", episode.user_id)
             return
-        vectors = episode.vectors
+        vectors, policy = episode.vectors, "given"
         if vectors is None:
-            contrast = episode.negative
-            if contrast is None and self.negative_for is not None:
-                contrast = self.negative_for(episode.request)
-            if self.extract is None or contrast is None:
+            contrasts = [episode.negative] if episode.negative is not None else []
+            if not contrasts and self.tools:
+                contrasts, policy = [(t, {}) for t in self.tools if t != episode.tool], DEFAULT_NEGATIVES
+            elif not contrasts and self.negative_for is not None:
+                contrasts, policy = [self.negative_for(episode.request)], "model-call"
+            if self.extract is None or not contrasts:
                 raise ValueError("an episode without vectors needs an extractor and a negative")
             prompt, positive = self.formatter(episode.request, episode.tool, episode.arguments)
-            _, negative = self.formatter(episode.request, *contrast)
-            vectors = self.extract([Pair(prompt, positive, negative)])[0]
+            pairs = [Pair(prompt, positive, self.formatter(episode.request, *c)[1]) for c in contrasts]
+            vectors = mean_vectors(self.extract(pairs))
         timestamp = to_epoch(episode.timestamp)
         entry = MemoryEntry(
             user_id=episode.user_id,
@@ -140,6 +146,7 @@ class OnlineWriter:
             timestamp=timestamp,
             source="online",
             entry_id=make_entry_id(episode.user_id, f"online:{timestamp}:{episode.request}"),
+            negative=policy,
         )
         self.store.add([entry])
         self.stats.written += 1

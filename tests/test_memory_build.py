@@ -13,6 +13,7 @@ from memory.build import build_memory, format_call, past_interactions
 from memory.online import OnlineWriter, add_online
 
 HIDDEN = 8
+TOOLS = ("search_product_by_query", "get_recommendations_by_history", "add_product_review")
 
 
 def fake_extract(pairs):
@@ -46,8 +47,8 @@ def test_format_call():
 
 
 def test_build_is_resumable_and_idempotent(tmp_path, dataset, embedder):
-    items = past_interactions(dataset, max_history=3)
-    assert items and all(i.pair().positive != i.pair().negative for i in items[:20])
+    items = past_interactions(dataset, max_history=3, tools=TOOLS)
+    assert items and all(p.positive != p.negative for i in items[:20] for p in i.pairs())
     users = {i.user_id for i in items}
     assert users <= set(dataset.user_ids())
     with MemoryStore(tmp_path / "mem", "toy-model", HIDDEN, embedder) as store:
@@ -106,7 +107,7 @@ def test_build_with_the_real_steering_core(tmp_path, dataset, embedder):
     from memory.build import steering_extractor
 
     loaded = steering.load_model()
-    items = past_interactions(dataset, max_history=0)[:4]
+    items = past_interactions(dataset, max_history=0, tools=TOOLS)[:4]
     extract = steering_extractor(loaded, ["attn", "mlp"], [6])
     with MemoryStore(tmp_path / "mem", loaded.model_id, loaded.hidden_size, embedder) as store:
         report = build_memory(store, items, extract, batch_size=2, progress=False)
@@ -120,7 +121,7 @@ def test_build_with_the_real_steering_core(tmp_path, dataset, embedder):
 
 
 def test_negatives_are_the_nearest_request_of_another_user(dataset, embedder):
-    items = past_interactions(dataset, max_history=5, embedder=embedder)
+    items = past_interactions(dataset, max_history=5, embedder=embedder, negatives="nearest-other-user")
     by_call = {}
     for user, histories in dataset.histories.items():
         for item in histories:
@@ -128,16 +129,40 @@ def test_negatives_are_the_nearest_request_of_another_user(dataset, embedder):
                 by_call.setdefault((item.request.gold_call.name,
                                     str(sorted(item.request.gold_call.arguments.items()))), set()).add(user)
     for item in items:
-        owners = by_call.get((item.negative_tool, str(sorted(item.negative_arguments.items()))), set())
+        ((tool, arguments),) = item.negatives
+        owners = by_call.get((tool, str(sorted(arguments.items()))), set())
         assert owners - {item.user_id} or not owners  # another user's call, never only their own
+        assert item.policy == "nearest-other-user"
     history_items = [i for i in items if i.entry_id and i.request != "" and i.tool != ""]
-    assert any(i.negative_tool != i.tool for i in history_items)  # it can contrast tool choice
+    assert any(i.negatives[0][0] != i.tool for i in history_items)  # it can contrast tool choice
+
+
+def test_other_tools_contrasts_each_other_tool_and_records_the_policy(tmp_path, dataset, embedder):
+    items = past_interactions(dataset, max_history=2, tools=TOOLS)
+    assert items and all(sorted(t for t, _ in i.negatives) == sorted(set(TOOLS) - {i.tool})
+                         for i in items)
+    seen = []
+
+    def extract(pairs):
+        seen.append(len(pairs))
+        return fake_extract(pairs)
+
+    with MemoryStore(tmp_path / "mem", "toy-model", HIDDEN, embedder) as store:
+        build_memory(store, items[:3], extract, batch_size=3, progress=False)
+        assert seen == [3 * (len(TOOLS) - 1)]  # one pair per other tool, in one extraction
+        (entry,) = [e for e in store.entries(items[0].user_id) if e.entry_id == items[0].entry_id]
+        pairs = items[0].pairs()
+        expected = np.mean([v["attn.3"] for v in fake_extract(pairs)], axis=0)
+        np.testing.assert_allclose(entry.vectors["attn.3"], expected, rtol=1e-6)
+        assert store.audit(items[0].user_id)[0]["negative"] == "other-tools"
+    with pytest.raises(ValueError, match="unknown negative policy 'random'"):
+        past_interactions(dataset, negatives="random", tools=TOOLS)
     assert len({i.request for i in items}) > len(items) // 2  # history requests are real requests
 
 
 def test_the_formatter_shapes_every_pair(dataset):
-    items = past_interactions(dataset, max_history=2)
-    pair = items[0].pair(lambda request, tool, args: (f"<{request}>", f"[{tool}]"))
+    items = past_interactions(dataset, max_history=2, tools=TOOLS)
+    pair = items[0].pairs(lambda request, tool, args: (f"<{request}>", f"[{tool}]"))[0]
     assert pair.prompt == f"<{items[0].request}>" and pair.positive == f"[{items[0].tool}]"
 
 

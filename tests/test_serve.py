@@ -67,13 +67,18 @@ def test_parallel_batched_requests_equal_sequential_ones(agent, served):
 
 def test_steering_never_outlives_its_request(agent, served, tmp_path):
     service, url = served
-    user, text = "U_CAMPER01", "need something for camping trips"
     zero = service.method("zero-shot")
+    changed = []  # requests whose steered answer differs from the unsteered one
     with tiny_agent(tmp_path, loaded=agent.loaded, online_memory=False) as fresh:  # same weights, no memory
-        baseline = fresh.decide(user, text, method=zero)
-    steered = post(url, {"user_id": user, "request": text, "execute": False}).json()
-    assert steered["steering"]["applied"] is True
-    assert steered["raw"] != baseline.raw, "steering changed nothing: the test would prove nothing"
+        for user in MEMORY:
+            for text in REQUESTS[user]:
+                baseline = fresh.decide(user, text, method=zero)
+                steered = post(url, {"user_id": user, "request": text, "execute": False}).json()
+                assert steered["steering"]["applied"] is True
+                if steered["raw"] != baseline.raw:
+                    changed.append((user, text, baseline))
+    assert changed, "steering changed nothing: the test would prove nothing"
+    user, text, baseline = changed[0]
     after = post(url, {"user_id": user, "request": text, "execute": False, "method": "zero-shot"}).json()
     assert after["steering"]["applied"] is False
     assert (after["raw"], after["call"]) == (baseline.raw, baseline.call)

@@ -1,0 +1,97 @@
+"""Choosing a tool by its name alone (agent.tool_choice, SteeredChatModel.choose_tools)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.tool_choice import NameTable, deciding_prefix
+
+NAMES = ("search_product_by_query", "get_recommendations_by_history", "add_product_review",
+         "get_product_details_by_asin")
+
+
+class _Chars:
+    """A character-level tokenizer: every character is one token."""
+
+    def __init__(self) -> None:
+        self.vocab = sorted({c for n in NAMES for c in n} | {'"', "x"})
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [self.vocab.index(c) for c in text]}
+
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(self.vocab[i] for i in ids)
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def convert_ids_to_tokens(self, i):
+        return self.vocab[i]
+
+    def convert_tokens_to_string(self, tokens):
+        return "".join(tokens)
+
+
+def test_the_deciding_prefix_ends_where_a_name_is_unique():
+    chars = _Chars()
+    assert deciding_prefix(chars, "search_product_by_query", NAMES) == "s"
+    assert deciding_prefix(chars, "get_recommendations_by_history", NAMES) == "get_r"
+    assert deciding_prefix(chars, "get_product_details_by_asin", NAMES) == "get_p"
+
+
+def test_the_name_table_allows_only_continuations_of_bound_names():
+    chars = _Chars()
+    table = NameTable.build(chars, NAMES, len(chars))
+    assert chars.vocab.index("x") not in table.tokens
+    allowed = {chars.vocab[t] for t in table.allowed("get_")}
+    assert allowed == {"r", "p"}
+    assert table.candidates("get_p") == ["get_product_details_by_asin"]
+    assert {chars.vocab[t] for t in table.allowed("add_product_review")} == {'"'}
+
+
+@pytest.fixture(scope="module")
+def real():
+    from agent.chat_model import SteeredChatModel
+    from steering import load_model
+
+    return SteeredChatModel(loaded=load_model())
+
+
+@pytest.mark.slow
+def test_choose_tools_picks_what_greedy_generation_writes(real, tmp_path):
+    """60 real-model decisions (unsteered and steered at two strengths): the tool read
+    from one prefill is the tool greedy generation under the grammar writes."""
+    from langchain_core.messages import HumanMessage
+
+    from agent.runtime import SINGLE_TURN_TOOLS, call_formatter
+    from steering import ContrastPair, SteeringVector, extract_vectors, reference_norms, scale
+    from tools import make_shop_tools
+    from tools.data import generate_dataset, load_dataset
+
+    loaded = real.get_loaded()
+    dataset = load_dataset(generate_dataset(tmp_path / "d", users=6, seed=5))
+    requests = [t.task for t in dataset.test][:20]
+    specs = sorted((t for t in make_shop_tools(None) if t.name in SINGLE_TURN_TOOLS),
+                   key=lambda t: SINGLE_TURN_TOOLS.index(t.name))
+    prompt, positive = call_formatter(loaded)(requests[0], "get_recommendations_by_history", {})
+    _, negative = call_formatter(loaded)(requests[0], "add_product_review", {})
+    (delta,) = extract_vectors(loaded, [ContrastPair(prompt, positive, negative)], "whole", [14])
+    vector = SteeringVector(delta, loaded.model_id, loaded.hidden_size)
+    norms = reference_norms(loaded)
+    seen = set()
+    for alpha in (None, 0.3, 1.0):
+        sized = None if alpha is None else scale(vector, alpha, reference_norms=norms).to(loaded.device, loaded.dtype)
+        conversations = [[HumanMessage(r)] for r in requests]
+        chosen = real.choose_tools(conversations, sized, tools=specs, positions="all")
+        written = real.generate_batch(conversations, sized, tools=specs, tool_choice="any",
+                                      steering_positions="all", max_new_tokens=24)
+        names = [(m.tool_calls or m.invalid_tool_calls)[0]["name"] or _name_in(m) for m in written]
+        assert chosen == names
+        seen.update(chosen)
+    assert len(seen) >= 2  # steering changed some decisions: the comparison is not trivial
+
+
+def _name_in(message) -> str:
+    from agent.chat_model import NAME_WRITTEN
+
+    return NAME_WRITTEN.search(str(message.invalid_tool_calls[0]["args"])).group(1)
