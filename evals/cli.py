@@ -23,12 +23,12 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     evaluate.add_argument("--model", help="model path or GGUF (default: the bundled Gemma 3 270M)")
     evaluate.add_argument("--store", help="memory store (default: DIR/memory)")
     evaluate.add_argument("--out", required=True, help="output directory")
-    evaluate.add_argument("--track", choices=("single", "multi", "both"),
-                          help="which track(s) (default: the suite's)")
+    evaluate.add_argument("--track", choices=("single", "multi", "both", "none"),
+                          help="which track(s) (default: the suite's; none: experiments only)")
     evaluate.add_argument("--suite", choices=("smoke", "full"), default="smoke")
     evaluate.add_argument("--tasks-per-user", type=int, help="cap on test tasks per user")
     evaluate.add_argument("--experiments", help="comma list among sparse, clusters, online, "
-                                                "sweep (default: the suite's; '' for none)")
+                                                "sweep, stages (default: the suite's; '' for none)")
     evaluate.add_argument("--sweep", action="store_true",
                           help="run only the strength/layer/position sweep")
     evaluate.add_argument("--write-defaults", action="store_true",

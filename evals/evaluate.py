@@ -72,8 +72,10 @@ def tracks_for(track: str | None, suite: Suite) -> tuple[str, ...]:
         return suite.tracks
     if track == "both":
         return TRACKS
+    if track == "none":  # experiments only (e.g. the decision-only stages)
+        return ()
     if track not in TRACKS:
-        raise EvalInputError(f"unknown track {track!r}; allowed: single, multi, both")
+        raise EvalInputError(f"unknown track {track!r}; allowed: single, multi, both, none")
     return (track,)
 
 

@@ -26,11 +26,11 @@ def ensure_memory(agent: Any, dataset: Any, users: Sequence[str], layers: Sequen
     """Build the users' dictionaries where entries are missing; returns the build report."""
     from dataclasses import asdict
 
-    from agent.runtime import call_formatter
+    from agent.runtime import SINGLE_TURN_TOOLS, call_formatter
     from memory.build import build_memory, past_interactions, steering_extractor
 
     target = store if store is not None else agent.store
-    items = past_interactions(dataset, list(users), max_history, embedder=agent.embedder)
+    items = past_interactions(dataset, list(users), max_history, tools=SINGLE_TURN_TOOLS)
     extractor = steering_extractor(agent.loaded, list(DEFAULT_SITES), list(layers))
     report = build_memory(target, items, extractor, progress=progress,
                           formatter=call_formatter(agent.loaded))

@@ -15,7 +15,9 @@ class Suite:
     tracks: tuple[str, ...]
     multi_users: int  # users (of the evaluated ones) on the multi-turn track
     experiments: tuple[str, ...]
-    max_history: int = 10  # latest history items per user that become memory entries
+    # latest history items per user that become memory entries (None: all of them;
+    # retrieval finds a user's way of asking only among enough of their past requests)
+    max_history: int | None = None
     # methods on the multi-turn track (None: the single track's); an episode costs
     # several decisions, so the full suite runs the comparison that matters there
     multi_methods: tuple[str, ...] | None = None

@@ -22,8 +22,8 @@ def ctx(tmp_path_factory):
     root = tmp_path_factory.mktemp("experiments")
     generate_dataset(root / "data", users=12, seed=3)
     dataset = load_dataset(root / "data")
-    # 7 layers: the default steering method reads layer 6
-    with tiny_agent(root, loaded=tiny_model("gemma3", layers=7), method="zero-shot",
+    # 15 layers: the default steering method reads layer 14
+    with tiny_agent(root, loaded=tiny_model("gemma3", layers=15), method="zero-shot",
                     online_memory=False) as agent:
         users = select_users(dataset, 3)
         yield EvalContext(agent=agent, dataset=dataset, users=users,
@@ -34,13 +34,14 @@ def ctx(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def small(monkeypatch):
     two = lambda users, n=2: list(users[:n])  # noqa: E731
-    for module in (sparse, online, sweep):
+    for module in (sparse, online):
         monkeypatch.setattr(module, "subset", two)
     monkeypatch.setattr(sparse, "FRACTIONS", (0.5, 0.25, 1.0))  # also checks they get sorted
     monkeypatch.setattr(online, "STREAM", 3)
-    monkeypatch.setattr(sweep, "ALPHAS", (0.2,))
-    monkeypatch.setattr(sweep, "LINES", [((6,), "decision"), ((6,), "all")])
-    monkeypatch.setattr(sweep, "TASKS_PER_USER", 1)
+    monkeypatch.setattr(sweep, "ALPHAS", (0.2, 0.4))
+    monkeypatch.setattr(sweep, "LAYER_SETS", ((6,),))
+    monkeypatch.setattr(sweep, "SITES", ("whole", "attn+mlp"))
+    monkeypatch.setattr(sweep, "SWEEP_USERS", 2)
 
 
 def valid(ctx, name: str, section: dict) -> None:
@@ -100,9 +101,12 @@ def test_online_adds_an_entry_after_each_interaction(ctx) -> None:
 def test_sweep_runs_its_grid_and_chooses_among_it(ctx) -> None:
     section = sweep.run_sweep(ctx)
     valid(ctx, "sweep", section)
-    assert [(r["layers"], r["positions"]) for r in section["results"]] == [([6], "decision"), ([6], "all")]
-    assert section["chosen"] is None or section["chosen"] in section["results"]
-    swept = set(sweep.subset(select_users(ctx.dataset, None, default="seen")))
+    assert [(r["site"], r["layers"], r["alpha"]) for r in section["results"]] == [
+        ("whole", [6], 0.2), ("whole", [6], 0.4), ("attn+mlp", [6], 0.2), ("attn+mlp", [6], 0.4)]
+    assert section["chosen"] in section["results"]
+    best = max(r["function_acc"] for r in section["results"])
+    assert section["chosen"]["function_acc"] == best
+    swept = set(select_users(ctx.dataset, None, default="seen")[:2])
     assert not swept & set(ctx.dataset.manifest.held_out_users)  # never tuned on held-out users
 
 

@@ -124,22 +124,20 @@ def test_sweep_choice_and_defaults_file(tmp_path) -> None:
     from evals.experiments.sweep import choose, grid, write_defaults
 
     results = [
-        {"alpha": 2.0, "layers": [6], "positions": "all", "function_acc": 0.9, "result_acc": 0.5,
-         "degeneration_rate": 0.4},
-        {"alpha": 0.5, "layers": [3], "positions": "prompt", "function_acc": 0.7,
-         "result_acc": 0.4, "degeneration_rate": 0.05},
-        {"alpha": 0.25, "layers": [3], "positions": "all", "function_acc": 0.6, "result_acc": 0.3,
-         "degeneration_rate": 0.0},
+        {"site": "whole", "alpha": 2.0, "layers": [6], "function_acc": 0.9, "obedience": 0.9},
+        {"site": "whole", "alpha": 0.5, "layers": [3], "function_acc": 0.9, "obedience": 0.95},
+        {"site": "whole", "alpha": 0.25, "layers": [3], "function_acc": 0.9, "obedience": 0.95},
+        {"site": "attn+mlp", "alpha": 0.1, "layers": [3], "function_acc": 0.6, "obedience": 0.99},
     ]
     best = choose(results)
-    assert best is results[1]  # the most accurate one degenerates too often
-    assert choose(results[:1]) is None
+    assert best is results[2]  # as accurate and obedient as [1], at a lower strength
+    assert choose([]) is None
     assert len(grid()) == len({json.dumps(g, sort_keys=True) for g in grid()})
     path = tmp_path / "defaults.json"
     path.write_text(json.dumps({"*": {"alpha": 0.5, "layers": [6]}}))
     entry = write_defaults("gemma-x", best, path)
     table = json.loads(path.read_text())
-    assert table["gemma-x"] == entry == {"alpha": 0.5, "layers": [3], "positions": "prompt"}
+    assert table["gemma-x"] == entry == {"alpha": 0.25, "layers": [3]}
     assert table["*"] == {"alpha": 0.5, "layers": [6]}
 
 

@@ -8,6 +8,7 @@ The main table (held-out users, every method) is the tracks themselves; see
 from evals.experiments.clusters import run_clusters
 from evals.experiments.online import run_online
 from evals.experiments.sparse import run_sparse
+from evals.experiments.stages import run_stages
 from evals.experiments.sweep import run_sweep
 
 EXPERIMENTS = {
@@ -15,6 +16,7 @@ EXPERIMENTS = {
     "clusters": run_clusters,
     "online": run_online,
     "sweep": run_sweep,
+    "stages": run_stages,
 }
 
-__all__ = ["EXPERIMENTS", "run_clusters", "run_online", "run_sparse", "run_sweep"]
+__all__ = ["EXPERIMENTS", "run_clusters", "run_online", "run_sparse", "run_stages", "run_sweep"]

@@ -21,7 +21,10 @@ def side_memory(ctx: Any, path: Path, prompt_memory: Any = None) -> Iterator[Any
     from memory import MemoryStore
 
     agent = ctx.agent
-    store = MemoryStore(path, agent.loaded.model_id, agent.loaded.hidden_size, agent.embedder)
+    from agent.runtime import intent_keys
+
+    store = MemoryStore(path, agent.loaded.model_id, agent.loaded.hidden_size, agent.embedder,
+                        keys=intent_keys(ctx.dataset))
     saved = (agent.store, agent.prompt_memory)
     agent.store = store
     if prompt_memory is not None:

@@ -7,7 +7,6 @@ decay (`half_life_days`)."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from evals.experiments.common import DEFAULT_STEERING, fresh_dir, side_memory, subset
@@ -51,28 +50,21 @@ def pick_users(ctx: Any) -> list[str]:
     return (drifting[:half] + steady)[:len(subset(users))]
 
 
-def negative_for(dataset: Any, task: Any, seed: int) -> tuple[str, dict]:
-    """Another user's gold call for the same kind of request (the unpersonalized side)."""
-    others = [t.gold_call for t in dataset.tasks
-              if t.type == task.type and t.user_id != task.user_id and t.gold_call is not None]
-    chosen = random.Random(f"{seed}:{task.task_id}").choice(others)
-    return chosen.name, dict(chosen.arguments)
-
-
 def run_variant(ctx: Any, name: str, method: Any, streams: dict[str, list[Any]], bar: Any) -> list[TaskOutcome]:
     """Decide at step i for every user in one batch, score, then add the gold calls."""
     from agent.prompt_memory import PastCall, PromptMemory
-    from agent.runtime import call_formatter
+    from agent.runtime import SINGLE_TURN_TOOLS, call_formatter, intent_keys
     from memory.build import steering_extractor
     from memory.online import Episode, OnlineWriter
 
     agent = ctx.agent
-    prompt = PromptMemory(agent.embedder)
+    prompt = PromptMemory(agent.embedder, intent_keys(ctx.dataset))
     outcomes: list[TaskOutcome] = []
     path = fresh_dir(ctx.out / "online" / f"memory_{name}")  # users start with EMPTY memory
     with side_memory(ctx, path, prompt) as store:
         extractor = steering_extractor(agent.loaded, list(DEFAULT_SITES), list(method.layers))
-        writer = OnlineWriter(store, extractor, formatter=call_formatter(agent.loaded))
+        writer = OnlineWriter(store, extractor, formatter=call_formatter(agent.loaded),
+                              tools=SINGLE_TURN_TOOLS)
         try:
             for step in range(max(len(s) for s in streams.values())):
                 due = [s[step] for s in streams.values() if step < len(s)]
@@ -86,8 +78,7 @@ def run_variant(ctx: Any, name: str, method: Any, streams: dict[str, list[Any]],
                     gold = task.gold_call
                     if method.steers:
                         writer.submit(Episode(task.user_id, task.task, gold.name,
-                                              dict(gold.arguments), timestamp=task.timestamp,
-                                              negative=negative_for(ctx.dataset, task, ctx.seed)))
+                                              dict(gold.arguments), timestamp=task.timestamp))
                     else:
                         prompt.extend(task.user_id, [PastCall(task.task, gold.name,
                                                               dict(gold.arguments),

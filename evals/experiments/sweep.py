@@ -1,8 +1,15 @@
-"""Strength / layer / position sweep of the default steering method, on users that are
-NOT held out (so the main table is not tuned on its own test users), with the
-degeneration rate beside accuracy. The chosen setting is the most accurate one
-(F. Acc + R. Acc) whose degeneration rate stays at or below `MAX_DEGENERATION`;
-`write_defaults` stores it in agent/defaults.json under the model id."""
+"""Calibration of the steering strength, per site and layer, on users that are NOT held
+out (so the main table is not tuned on its own test users).
+
+Decision-only (evals.experiments.stages): the tool each setting makes the model choose,
+on every test task of the swept users, with obedience (the decision equals the tool
+the retrieved entries vote for) beside F. Acc. Arguments are written unsteered in
+"decision" positions, so strength cannot garble them; what can go wrong is a vector too
+weak to move the choice or strong enough to push every row to one tool, and the curve
+of F. Acc against alpha shows both ends. The chosen setting is the most accurate one
+(then the most obedient, then the weakest); `write_defaults` stores it in
+agent/defaults.json under the model id.
+"""
 
 from __future__ import annotations
 
@@ -11,85 +18,77 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evals.experiments.common import DEFAULT_STEERING, side_memory, subset
+from evals.experiments.common import side_memory
+from evals.experiments.stages import decide_stage, stage_summary
 from evals.memory_setup import ensure_memory
 from evals.plots import lines
-from evals.runner import run_single
-from evals.stats import summarize_method
 from evals.tasks import select_users, tasks_of
 
-# Around the setting a probe on the bundled model found (whole site, layer 6, 0.2 x the
-# residual norm, "decision" positions: 11/12 habitual tools, clean arguments).
-# Every layer in "decision" mode, and "all" positions at the probe's layer only (it
-# degenerated there already): 12 settings, sized to the full suite's 90 minutes.
-ALPHAS = (0.1, 0.2, 0.4)
-LAYER_SETS = ((4,), (6,), (8,))
-LINES = [(layers, "decision") for layers in LAYER_SETS] + [((6,), "all")]
-MAX_DEGENERATION = 0.1
-TASKS_PER_USER = 2
+ALPHAS = (0.1, 0.25, 0.5, 1.0, 2.0)
+SITES = ("whole", "attn+mlp")
+LAYER_SETS = ((6,), (10,), (14,))
+SWEEP_USERS = 24  # non-held-out users; with all their test tasks, 200+ decisions
 
 
 def grid() -> list[dict]:
-    return [{"alpha": a, "layers": list(l), "positions": p}
-            for (l, p), a in itertools.product(LINES, ALPHAS)]
+    return [{"site": s, "layers": list(l), "alpha": a}
+            for s, l, a in itertools.product(SITES, LAYER_SETS, ALPHAS)]
 
 
 def choose(results: list[dict]) -> dict | None:
-    """The best setting by F. Acc + R. Acc among those that rarely degenerate."""
-    fine = [r for r in results if r["degeneration_rate"] <= MAX_DEGENERATION]
-    if not fine:
+    """The most accurate setting, then the most obedient, then the weakest."""
+    if not results:
         return None
-    return max(fine, key=lambda r: (r["function_acc"] + r["result_acc"], -r["alpha"]))
+    return max(results, key=lambda r: (r["function_acc"], r["obedience"], -r["alpha"]))
 
 
 def run_sweep(ctx: Any) -> dict:
-    users = subset(select_users(ctx.dataset, None, default="seen"))
-    tasks = tasks_of(ctx.dataset, users, TASKS_PER_USER)
-    layers = sorted({layer for ls, _ in LINES for layer in ls})
+    users = select_users(ctx.dataset, None, default="seen")[:SWEEP_USERS]
+    tasks = tasks_of(ctx.dataset, users, None)
+    layers = sorted({layer for ls in LAYER_SETS for layer in ls})
     settings = grid()
     results = []
-    with ctx.bar(len(settings) * len(tasks), "sweep") as bar:
-        with side_memory(ctx, ctx.out / "sweep" / "memory") as store:
-            ensure_memory(ctx.agent, ctx.dataset, users, layers, store=store, progress=False)
+    with side_memory(ctx, ctx.out / "sweep" / "memory"):
+        ensure_memory(ctx.agent, ctx.dataset, users, layers, store=ctx.agent.store,
+                      progress=ctx.progress)
+        with ctx.bar(len(settings) * len(tasks), "sweep") as bar:
             for setting in settings:
-                method = ctx.method(DEFAULT_STEERING, **setting)
-                summary = summarize_method(run_single(ctx.agent, tasks, method, bar=bar))
-                results.append({**setting, "function_acc": summary["overall"]["function_acc"],
-                                "result_acc": summary["overall"]["result_acc"],
-                                "degeneration_rate": summary["degeneration_rate"],
-                                "steered_rate": summary["steered_rate"]})
+                name = f"steer-{setting['site']}-attentive"
+                method = ctx.method(name, alpha=setting["alpha"], layers=setting["layers"])
+                rows = decide_stage(ctx.agent, tasks, name, ctx.batch_size, bar, method=method)
+                summary = stage_summary(rows, None)
+                results.append({**setting, "function_acc": summary["function_acc"],
+                                "obedience": summary["obedience"],
+                                "retrieval_acc": summary["retrieval_acc"]})
     best = choose(results)
-    series = {}
-    for l, p in LINES:
-        mine = [r for r in results if r["layers"] == list(l) and r["positions"] == p]
-        series[f"R layer {l[0]} {p}"] = [r["result_acc"] for r in mine]
-        series[f"degen layer {l[0]} {p}"] = [r["degeneration_rate"] for r in mine]
-    plot = lines(ALPHAS, series, "Sweep: R. Acc and degeneration against alpha", "alpha",
-                 "rate", ctx.out / "sweep.png", log_x=True)
-    rows = [[r["alpha"], r["layers"][0], r["positions"], r["function_acc"], r["result_acc"],
-             r["degeneration_rate"], r["steered_rate"]] for r in results]
+    series = {f"{s} layer {l[0]}": [r["function_acc"] for r in results
+                                    if r["site"] == s and r["layers"] == list(l)]
+              for s, l in itertools.product(SITES, LAYER_SETS)}
+    plot = lines(ALPHAS, series, "Calibration: F. Acc against strength (non-held-out users)",
+                 "alpha (x the site's reference norm)", "F. Acc", ctx.out / "sweep.png", log_x=True)
+    rows = [[r["site"], r["layers"][0], r["alpha"], round(r["function_acc"], 3),
+             round(r["obedience"], 3), round(r["retrieval_acc"], 3)] for r in results]
     return {
-        "note": f"{DEFAULT_STEERING} on {len(users)} non-held-out users ({len(tasks)} tasks); "
-                f"chosen: {best if best else 'none (every setting degenerates)'}",
+        "note": f"decision-only on {len(users)} non-held-out users ({len(tasks)} tasks); "
+                f"chosen: {best if best else 'none'}",
         "model": ctx.agent.loaded.model_id,
         "results": results,
         "chosen": best,
-        "tables": [{"title": "Settings", "columns": ["alpha", "layer", "positions", "F. Acc",
-                                                     "R. Acc", "degeneration", "steered"],
-                    "rows": rows}],
+        "tables": [{"title": "Settings", "columns": ["site", "layer", "alpha", "F. Acc", "obedience",
+                                                     "retrieval acc"], "rows": rows}],
         "plot": plot.name,
     }
 
 
 def write_defaults(model_id: str, chosen: dict, path: Path | None = None) -> dict:
-    """Store the chosen alpha/layers/positions under the model id in agent/defaults.json."""
+    """Store the chosen alpha/layers under the model id in agent/defaults.json."""
     if path is None:
         from importlib import resources
 
         path = Path(str(resources.files("agent").joinpath("defaults.json")))
     table = json.loads(path.read_text())
     entry = dict(table.get(model_id, {}))
-    entry.update({k: chosen[k] for k in ("alpha", "layers", "positions")})
+    entry.update({k: chosen[k] for k in ("alpha", "layers")})
     table[model_id] = entry
     from evals.report import write_atomic
 

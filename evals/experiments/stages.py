@@ -1,0 +1,138 @@
+"""Where personalization is won or lost, per method, on every evaluated task.
+
+Decision-only: each method's tool is read with `SteeredChatModel.choose_tools` (one
+prefill per decision, the name written only as far as it is unique), so all held-out
+tasks fit in minutes. Per method, three stages:
+
+- retrieval: the tool carried by the retrieved entries' weighted vote equals the gold
+  tool (steering: the store's retrieval; prompt memory and `nearest-call`: the prompt
+  memory's top-k, weighted the same way);
+- obedience: the decision equals that retrieved tool;
+- F. Acc end to end, with rescued / broken counts against zero-shot on the same task.
+
+`nearest-call` uses no language model: the tool of the user's most similar past
+interaction, through the same retrieval. Per-task outcomes (decision, retrieved entry
+ids or requests, weights) are kept so every figure can be recomputed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from evals.stats import wilson_interval
+from tools.data.records import TOOL_FOR_TYPE
+
+STAGE_METHODS = ("zero-shot", "prompt-k5", "nearest-call", "steer-whole-attentive", "steer-whole-mean",
+                 "steer-attn+mlp-attentive", "steer-attn+mlp-mean")
+
+
+def weighted_vote(tools: list[str], weights: list[float]) -> str | None:
+    """The tool with the largest summed weight (first seen on ties)."""
+    votes: Counter[str] = Counter()
+    for tool, weight in zip(tools, weights):
+        votes[tool] += weight
+    return max(votes, key=lambda t: votes[t]) if votes else None
+
+
+def _softmax(scores: list[float], temperature: float) -> list[float]:
+    logits = np.asarray(scores, np.float64) / temperature
+    weights = np.exp(logits - logits.max())
+    return list(weights / weights.sum())
+
+
+def decide_stage(agent: Any, tasks: list[Any], name: str, batch: int, bar: Any,
+                 method: Any = None) -> list[dict]:
+    """One row per task: decision, retrieved tool and what was retrieved. `method`
+    overrides the settings `name` stands for (the sweep's alpha and layers)."""
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    from agent.methods import parse_method
+    from agent.prompt_memory import render_memory
+
+    if method is None:
+        method = parse_method("prompt-k1" if name == "nearest-call" else name, agent.loaded.model_id)
+    steerer = agent.steerer(method) if method.steers else None
+    rows = []
+    for start in range(0, len(tasks), batch):
+        group = tasks[start:start + batch]
+        conversations, vectors, found = [], [], []
+        for task in group:
+            if steerer is not None:
+                decision = steerer.decide(task.user_id, task.task)
+                vectors.append(decision.vector)
+                found.append({"tool": weighted_vote(decision.matched_tools, decision.weights)
+                              if decision.applied else None,
+                              "entries": decision.entry_ids, "weights": decision.weights,
+                              "reason": decision.reason})
+                conversations.append([HumanMessage(task.task)])
+                continue
+            scored = agent.prompt_memory.scored(task.user_id, task.task, max(method.k, 5))
+            weights = _softmax([s for _, s in scored], method.temperature) if scored else []
+            found.append({"tool": weighted_vote([c.tool for c, _ in scored], weights),
+                          "entries": [c.request for c, _ in scored],
+                          "weights": [round(w, 4) for w in weights]})
+            shown = [c for c, _ in scored[:method.k]]
+            messages: list[Any] = [SystemMessage(render_memory(shown))] if shown and method.kind == "prompt_memory" else []
+            conversations.append([*messages, HumanMessage(task.task)])
+            vectors.append(None)
+        if name == "nearest-call":
+            chosen = [agent.prompt_memory.top_k(t.user_id, t.task, 1) for t in group]
+            tools = [c[0].tool if c else None for c in chosen]
+        else:
+            tools = agent.chat.choose_tools(conversations, vectors if any(v is not None for v in vectors) else None,
+                                            tools=agent.tool_specs(), positions="last")
+        for task, tool, got in zip(group, tools, found):
+            rows.append({"task_id": task.task_id, "user_id": task.user_id, "type": task.type,
+                         "gold": TOOL_FOR_TYPE[task.type], "decision": tool, "retrieved_tool": got["tool"],
+                         "entries": got["entries"], "weights": [float(w) for w in got["weights"]],
+                         "steered": steerer is not None and got["tool"] is not None})
+        if bar is not None:
+            bar.update(len(group))
+    return rows
+
+
+def stage_summary(rows: list[dict], zero: list[dict] | None) -> dict:
+    """Retrieval, obedience, F. Acc (with Wilson intervals) and rescued / broken counts."""
+    n = len(rows)
+    right = sum(r["decision"] == r["gold"] for r in rows)
+    retrieved = sum(r["retrieved_tool"] == r["gold"] for r in rows)
+    obeyed = sum(r["decision"] == r["retrieved_tool"] for r in rows if r["retrieved_tool"])
+    with_retrieval = sum(bool(r["retrieved_tool"]) for r in rows)
+    out = {"n": n, "function_acc": right / n, "function_acc_ci": list(wilson_interval(right, n)),
+           "retrieval_acc": retrieved / n, "retrieval_acc_ci": list(wilson_interval(retrieved, n)),
+           "obedience": obeyed / with_retrieval if with_retrieval else 0.0,
+           "obedience_n": with_retrieval,
+           "per_type": {t: sum(r["decision"] == r["gold"] for r in rows if r["type"] == t)
+                        / max(1, sum(r["type"] == t for r in rows)) for t in TOOL_FOR_TYPE}}
+    if zero is not None:
+        pairs = list(zip(rows, zero))
+        out["rescued"] = sum(r["decision"] == r["gold"] and z["decision"] != z["gold"] for r, z in pairs)
+        out["broken"] = sum(r["decision"] != r["gold"] and z["decision"] == z["gold"] for r, z in pairs)
+        out["broken_rate"] = out["broken"] / n
+    return out
+
+
+def run_stages(ctx: Any) -> dict:
+    """Every stage method over all evaluated tasks (decision-only)."""
+    tasks = list(ctx.tasks)
+    results: dict[str, list[dict]] = {}
+    with ctx.bar(len(tasks) * len(STAGE_METHODS), "stages") as bar:
+        for name in STAGE_METHODS:
+            bar.set_postfix_str(name)
+            results[name] = decide_stage(ctx.agent, tasks, name, ctx.batch_size, bar)
+    zero = results["zero-shot"]
+    summaries = {name: stage_summary(rows, None if name == "zero-shot" else zero)
+                 for name, rows in results.items()}
+    columns = ["method", "retrieval acc", "obedience", "F. Acc", "F. Acc 95% CI", "search", "recommend",
+               "review", "rescued", "broken"]
+    table = [[name, round(s["retrieval_acc"], 3), round(s["obedience"], 3), round(s["function_acc"], 3),
+              f"{s['function_acc_ci'][0]:.2f}-{s['function_acc_ci'][1]:.2f}",
+              *(round(s["per_type"][t], 3) for t in TOOL_FOR_TYPE), s.get("rescued", ""), s.get("broken", "")]
+             for name, s in summaries.items()]
+    return {"note": f"decision-only, {len(tasks)} tasks of {len({t.user_id for t in tasks})} users",
+            "stages": summaries, "tables": [{"title": "Stages: retrieval, obedience, F. Acc",
+                                             "columns": columns, "rows": table}],
+            "outcomes": results}
