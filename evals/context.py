@@ -22,6 +22,7 @@ class EvalContext:
     progress: bool = True
     timing: dict[str, float] = field(default_factory=dict)
     outcomes: dict[tuple[str, str], list[Any]] = field(default_factory=dict)  # (track, method)
+    stage_methods: tuple[str, ...] = ()  # --methods for the stages experiment (empty: its own list)
 
     def method(self, name: str, **overrides: Any) -> Any:
         from agent.methods import parse_method

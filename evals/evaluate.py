@@ -131,7 +131,8 @@ def run_eval(config: EvalConfig) -> dict:
     with FintsAgent.open(agent_config) as agent:
         timing = {"open": time.perf_counter() - started}
         ctx = EvalContext(agent=agent, dataset=dataset, users=users, tasks=tasks, out=out,
-                          suite=suite.name, progress=config.progress, timing=timing)
+                          suite=suite.name, progress=config.progress, timing=timing,
+                          stage_methods=tuple(config.methods or ()))
         by_track = {"single": [ctx.method(n) for n in names],
                     "multi": [ctx.method(n) for n in multi_names]}
         report = base_report(config, agent, dataset, users)

@@ -30,8 +30,9 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     build.add_argument("--negatives", default="other-tools", choices=("other-tools", "nearest-other-user"),
                        help="negative policy: what each accepted call is contrasted with (recorded "
                             "in every entry; see docs/memory.md)")
-    build.add_argument("--max-history", type=int, default=10,
-                       help="latest history reviews per user to add (0: none)")
+    build.add_argument("--max-history", type=int, default=None,
+                       help="latest history items per user that become entries (default: all; "
+                            "retrieval finds a user's way of asking among enough past requests)")
     build.add_argument("--batch", type=int, default=8, help="pairs per extraction call")
     build.set_defaults(func=_build)
 

@@ -119,14 +119,18 @@ def extract_vectors(
     batch_size: int = 8,
     progress: bool = False,
 ) -> list[dict[str, torch.Tensor]]:
-    """One {"site.layer": (hidden,) tensor} per pair: mean(positive) - mean(negative)."""
+    """One {"site.layer": (hidden,) tensor} per pair: mean(positive) - mean(negative).
+
+    A text that several pairs of a batch share (one accepted call contrasted with each
+    other tool) is run once."""
     keys = site_keys(sites, layers)
     out: list[dict[str, torch.Tensor]] = []
     for start in tqdm(range(0, len(pairs), batch_size), desc="extracting", disable=not progress):
         chunk = pairs[start : start + batch_size]
-        texts = [(p.prompt, p.positive) for p in chunk] + [(p.prompt, p.negative) for p in chunk]
+        texts = list(dict.fromkeys([(p.prompt, p.positive) for p in chunk] + [(p.prompt, p.negative) for p in chunk]))
+        row_of = {text: row for row, text in enumerate(texts)}
         means = mean_answer_activations(model, texts, keys)
-        n = len(chunk)
-        for row in range(n):
-            out.append({k: (m[row] - m[n + row]).cpu() for k, m in means.items()})
+        for p in chunk:
+            pos, neg = row_of[(p.prompt, p.positive)], row_of[(p.prompt, p.negative)]
+            out.append({k: (m[pos] - m[neg]).cpu() for k, m in means.items()})
     return out

@@ -65,6 +65,23 @@ def test_batched_extraction_equals_one_pair_at_a_time():
         assert torch.allclose(b["whole.1"], s["whole.1"], atol=1e-5)
 
 
+def test_a_text_shared_by_pairs_is_run_once_with_the_same_vectors(monkeypatch):
+    import steering.extract as extract
+
+    loaded = tiny_model("llama")
+    prompt, accepted = "Request: something for my runs\nCall:", " get_recommend"
+    pairs = [ContrastPair(prompt, accepted, other) for other in (" search", " add", " get_product")]
+    single = [extract_vectors(loaded, [p], sites="whole", layers=[1])[0] for p in pairs]
+    rows = []
+    real = extract.mean_answer_activations
+    monkeypatch.setattr(extract, "mean_answer_activations",
+                        lambda model, texts, keys: rows.append(len(texts)) or real(model, texts, keys))
+    batched = extract_vectors(loaded, pairs, sites="whole", layers=[1], batch_size=3)
+    assert rows == [4]  # the accepted call once, each other tool once
+    for b, s in zip(batched, single):
+        assert torch.allclose(b["whole.1"], s["whole.1"], atol=1e-5)
+
+
 def test_identical_answers_give_a_zero_vector():
     loaded = tiny_model("qwen2")
     pair = ContrastPair("Request: x\nCall:", " search_product_by_query", " search_product_by_query")

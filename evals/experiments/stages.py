@@ -118,9 +118,11 @@ def stage_summary(rows: list[dict], zero: list[dict] | None) -> dict:
 def run_stages(ctx: Any) -> dict:
     """Every stage method over all evaluated tasks (decision-only)."""
     tasks = list(ctx.tasks)
+    asked = ctx.stage_methods or STAGE_METHODS
+    names = ["zero-shot", "nearest-call", *(n for n in asked if n not in ("zero-shot", "nearest-call"))]
     results: dict[str, list[dict]] = {}
-    with ctx.bar(len(tasks) * len(STAGE_METHODS), "stages") as bar:
-        for name in STAGE_METHODS:
+    with ctx.bar(len(tasks) * len(names), "stages") as bar:
+        for name in names:
             bar.set_postfix_str(name)
             results[name] = decide_stage(ctx.agent, tasks, name, ctx.batch_size, bar)
     zero = results["zero-shot"]
