@@ -93,7 +93,10 @@ def plain_call(loaded: Any, case: dict[str, Any], budget: int) -> dict[str, Any]
     return {"name": call["name"], "arguments": call["arguments"]}
 
 
-def run(budget: int, limit: int | None = None, model_name: str | None = None) -> dict[str, Any]:
+def run(budget: int, limit: int | None = None, model_name: str | None = None,
+        out: Path | None = None) -> dict[str, Any]:
+    """Decide every case both ways; with `out`, the figures so far are written after
+    each case (a run stopped halfway keeps what it measured)."""
     from agent.chat_model import SteeredChatModel
     from steering import load_model
 
@@ -109,13 +112,21 @@ def run(budget: int, limit: int | None = None, model_name: str | None = None) ->
                      "project_score": score(project, case), "plain_score": score(plain, case)})
         print(f"{index + 1}/{len(cases)} {case['domain']}: project {rows[-1]['project_score']['call']}, "
               f"plain {rows[-1]['plain_score']['call']}", file=sys.stderr)
+        result = _result(loaded.model_id, rows, budget, time.perf_counter() - started)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _result(model_id: str, rows: list[dict[str, Any]], budget: int, seconds: float) -> dict[str, Any]:
     summary = {
         prompt: {key: round(sum(r[f"{prompt}_score"][key] for r in rows) / len(rows), 3)
                  for key in ("delivered", "tool", "call")}
         for prompt in ("project", "plain")
     }
-    return {"model": loaded.model_id, "cases": len(rows), "max_new_tokens": budget,
-            "seconds": round(time.perf_counter() - started, 1), "accuracy": summary, "rows": rows}
+    return {"model": model_id, "cases": len(rows), "max_new_tokens": budget,
+            "seconds": round(seconds, 1), "accuracy": summary, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_new_tokens < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--max-new-tokens and --limit must be at least 1")
-    result = run(args.max_new_tokens, args.limit, args.model)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    result = run(args.max_new_tokens, args.limit, args.model, Path(args.out))
     print(json.dumps({k: result[k] for k in ("model", "cases", "max_new_tokens", "seconds", "accuracy")}, indent=1))
     return 0
 
