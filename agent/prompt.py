@@ -134,23 +134,30 @@ def describe_tools(specs: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+RECITED_WORDS = 3  # an answer that opens with this many words of a tool's description recites it
+
+
 def copies_tool_list(text: str, specs: Sequence[dict[str, Any]]) -> bool:
     """Whether a text answer recites the tool list instead of answering: its first
-    line, leading marks aside, starts with a tool's name (as a word) or with a line of
-    `describe_tools` or a tool's description, or is the start of one (8 characters or
-    more). A base model does that when it cannot tell a call from an answer."""
+    line, leading marks and list numbers aside, starts with a tool's name (as a word),
+    with a line of `describe_tools` or with the first RECITED_WORDS words of a tool's
+    description, or is the start of such a line (8 characters or more). A base model
+    does that when it cannot tell a call from an answer."""
     def bare(line: str) -> str:
-        return re.sub(r"^[\W_]+", "", _one_line(line)).casefold()
+        return re.sub(r"^(?:[\W_]+|\d+[.:)])+", "", _one_line(line)).strip().casefold()
 
     first = bare(text.strip().split("\n")[0]) if text.strip() else ""
     if not first or not specs:
         return False
     names = [spec["function"]["name"].casefold() for spec in specs]
     listed = [bare(line) for line in describe_tools(specs).splitlines()]
-    listed += [bare(spec["function"].get("description") or "") for spec in specs]
+    openings = [" ".join(bare(spec["function"].get("description") or "").split()[:RECITED_WORDS])
+                for spec in specs]
     return (any(re.match(rf"{re.escape(name)}(?!\w)", first) for name in names)
             or any(line and (first.startswith(line) or (line.startswith(first) and len(first) >= 8))
-                   for line in listed))
+                   for line in listed)
+            or any(len(opening.split()) == RECITED_WORDS and re.match(rf"{re.escape(opening)}(?!\w)", first)
+                   for opening in openings))
 
 
 def _render_base(msgs: list[BaseMessage], specs: list[dict[str, Any]], examples: Examples) -> str:

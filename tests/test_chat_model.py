@@ -106,9 +106,11 @@ def test_auto_choice_gives_a_call_or_text(model) -> None:
 def test_reciting_the_tool_list_is_recognised() -> None:
     specs = format_tools([find_items, double])
     for recited in ("- find_items: Find items matching words.", "double: Double a number", "Tools:",
-                    "Find items matching", "    number (integer)"):
+                    "Find items matching", "    number (integer)", "1. Find items matching red shoes",
+                    "2: double: 4"):
         assert copies_tool_list(recited, specs), recited
-    for answer in ("Hello! How can I help?", "The double of 4 is 8.", "Yes", "findings are in"):
+    for answer in ("Hello! How can I help?", "The double of 4 is 8.", "Yes", "findings are in",
+                   "1. Red shoes, 2. blue socks", "Find items matchingly"):
         assert not copies_tool_list(answer, specs), answer
 
 
