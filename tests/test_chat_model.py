@@ -298,8 +298,8 @@ def test_reusing_the_shared_prefix_changes_no_decision(loaded, reuse, monkeypatc
 
 def test_decision_steering_reuses_the_prefix_in_both_passes(loaded) -> None:
     """Both passes of "decision" steering take the shared instructions from the cache
-    (the steered one recomputes the layers its vector changes), with the same calls as
-    computing everything; the arguments pass, the same prompt again, adds no entry."""
+    (the name pass steers only its last positions, so it reuses every layer), with the
+    same calls as computing everything."""
     from steering.prefix import PrefixCache
 
     tools = [find_items, double, end_session]
@@ -313,9 +313,10 @@ def test_decision_steering_reuses_the_prefix_in_both_passes(loaded) -> None:
         (a,) = reused.generate_batch([request], steering=[vec], tools=tools, tool_choice="any")
         (b,) = full.generate_batch([request], steering=[vec], tools=tools, tool_choice="any")
         assert a.tool_calls[0] | {"id": ""} == b.tool_calls[0] | {"id": ""}
-    # the 1st decision only records its prompt; the 2nd's steered pass stores the
-    # instructions, its arguments pass and both of the 3rd's passes reuse them
-    assert (loaded.prefixes.misses, loaded.prefixes.hits) == (1, 3)
+    # the 1st decision's name pass only records its prompt (it ends with the call's forced
+    # start); its arguments pass, the same instructions with another ending, stores them;
+    # both passes of the 2nd and of the 3rd decision reuse them
+    assert (loaded.prefixes.misses, loaded.prefixes.hits) == (1, 4)
 
 
 def test_pack_rows_pads_on_the_left() -> None:
