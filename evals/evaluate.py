@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.methods import DEFAULT_METHOD
 from evals.context import EvalContext
 from evals.memory_setup import ensure_memory, memory_layers
 from evals.report import SCHEMA, validate_report, write_report
@@ -138,7 +139,11 @@ def run_eval(config: EvalConfig) -> dict:
         report = base_report(config, agent, dataset, users)
         report.update(pending=list(parts), errors=[])
         steering = [m for t in tracks for m in by_track[t]]
-        layers = memory_layers(steering) or [6]
+        if "stages" in experiments:  # its steering methods read the memory built here
+            from evals.experiments.stages import STAGE_METHODS
+
+            steering += [ctx.method(n) for n in (config.methods or STAGE_METHODS) if n.startswith("steer-")]
+        layers = memory_layers(steering) or list(ctx.method(DEFAULT_METHOD).layers)
         if any(m.steers for m in steering) or experiments:
             mark = time.perf_counter()
             report["memory_build"] = ensure_memory(agent, dataset, users, layers,
