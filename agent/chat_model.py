@@ -47,7 +47,6 @@ from steering.compat import cache_keyword
 Positions = Literal["all", "prompt", "generated", "decision"]
 PrefixReuse = Literal["never", "exact", "always"]
 NAME_WRITTEN = re.compile(r'"name"\s*:\s*"([^"]*)"')
-NAME_BUDGET = 64  # tokens for `{"name":"<tool>"`; rows stop as soon as their name is written
 CALL_KWARGS = ("steering", "steering_positions", "max_new_tokens")
 
 
@@ -349,21 +348,6 @@ class SteeredChatModel(BaseChatModel):
                   steer_from=None if positions == "all" else width - 1)
         return [rows.chosen(row) or rows.table.candidates(rows.written[row])[0] for row in range(len(token_rows))]
 
-    def _pick_tools(
-        self, loaded: LoadedModel, token_rows: list[list[int]], vectors: list[SteeringVector | None],
-        choice: _Choice, template: str,
-    ) -> list[str | None]:
-        """Each row's tool name as the steered model writes it (None if it wrote none)."""
-        calls_only = _Choice(choice.call_tools, False)
-        out = self._run(loaded, token_rows, vectors, [calls_only] * len(token_rows),
-                        template, NAME_BUDGET, [], "all", until_named=True)
-        names = {t["function"]["name"] for t in choice.call_tools}
-        picked = []
-        for row in out.tokens:
-            found = NAME_WRITTEN.search(loaded.tokenizer.decode(row, skip_special_tokens=True))
-            picked.append(found.group(1) if found and found.group(1) in names else None)
-        return picked
-
     def _reused_layers(self, loaded: LoadedModel, vectors: list[SteeringVector | None] | None,
                        positions: str) -> int | None:
         """How many of the shared prefix's layers this call takes from the cache unsteered
@@ -395,8 +379,7 @@ class SteeredChatModel(BaseChatModel):
     def _run(
         self, loaded: LoadedModel, token_rows: list[list[int]], vectors: list[SteeringVector | None] | None,
         choices: list[_Choice], template: str, budget: int, stops: list[str], positions: str,
-        *, until_named: bool = False,
-        extra: tuple[list[LogitsProcessor], list[StoppingCriteria]] = ([], []),
+        *, extra: tuple[list[LogitsProcessor], list[StoppingCriteria]] = ([], []),
         steer_from: int | None = None,
     ) -> _Generated:
         """One batched `generate` over left-padded rows.
@@ -428,10 +411,7 @@ class SteeredChatModel(BaseChatModel):
         else:
             options.update(do_sample=False, temperature=None, top_k=None, top_p=None)
         if grammar_rows is not None:
-            criteria: list[StoppingCriteria] = [grammar_rows.stopper]
-            if until_named:
-                criteria.append(_NameWritten(grammar_rows, tokenizer, input_ids.shape[1]))
-            options.update(logits_processor=[grammar_rows.processor], stopping_criteria=criteria)
+            options.update(logits_processor=[grammar_rows.processor], stopping_criteria=[grammar_rows.stopper])
         if extra[0] or extra[1]:
             options["logits_processor"] = [*options.get("logits_processor", []), *extra[0]]
             options["stopping_criteria"] = [*options.get("stopping_criteria", []), *extra[1]]
@@ -452,7 +432,7 @@ class SteeredChatModel(BaseChatModel):
         tokens = output[:, input_ids.shape[1]:].tolist()
         if grammar_rows is None:
             return _Generated(tokens, None, None)
-        closings = None if until_named else [
+        closings = [
             None if done else _closing(grammar_rows.matchers[row], tokens[row], tokenizer)
             for row, done in enumerate(grammar_rows.completed)
         ]
@@ -468,22 +448,6 @@ class _Generated:
     tokens: list[list[int]]
     completed: list[bool] | None
     closings: list[str | None] | None
-
-
-class _NameWritten(StoppingCriteria):
-    """Ends a row as soon as its tool name is written (the grammar stops checking it)."""
-
-    def __init__(self, rows: GrammarRows, tokenizer: Any, prompt_width: int) -> None:
-        self.rows, self.tokenizer, self.width = rows, tokenizer, prompt_width
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        named = []
-        for row in range(input_ids.shape[0]):
-            if not self.rows.done[row]:
-                written = self.tokenizer.decode(input_ids[row, self.width:], skip_special_tokens=True)
-                self.rows.done[row] = bool(NAME_WRITTEN.search(written))
-            named.append(self.rows.done[row])
-        return torch.tensor(named, dtype=torch.bool, device=input_ids.device)
 
 
 def _closing(matcher: Any, tokens: list[int], tokenizer: Any) -> str | None:

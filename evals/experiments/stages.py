@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from evals.stats import wilson_interval
+from memory.retrieval import attentive_weights
 from tools.data.records import TOOL_FOR_TYPE
 
 STAGE_METHODS = ("zero-shot", "prompt-k5", "nearest-call", "steer-whole-attentive", "steer-whole-mean",
@@ -35,12 +36,6 @@ def weighted_vote(tools: list[str], weights: list[float]) -> str | None:
     for tool, weight in zip(tools, weights):
         votes[tool] += weight
     return max(votes, key=lambda t: votes[t]) if votes else None
-
-
-def _softmax(scores: list[float], temperature: float) -> list[float]:
-    logits = np.asarray(scores, np.float64) / temperature
-    weights = np.exp(logits - logits.max())
-    return list(weights / weights.sum())
 
 
 def decide_stage(agent: Any, tasks: list[Any], name: str, batch: int, bar: Any,
@@ -70,7 +65,7 @@ def decide_stage(agent: Any, tasks: list[Any], name: str, batch: int, bar: Any,
                 conversations.append([HumanMessage(task.task)])
                 continue
             scored = agent.prompt_memory.scored(task.user_id, task.task, max(method.k, 5))
-            weights = _softmax([s for _, s in scored], method.temperature) if scored else []
+            weights = [float(w) for w in attentive_weights(np.array([s for _, s in scored]), method.temperature)]
             found.append({"tool": weighted_vote([c.tool for c, _ in scored], weights),
                           "entries": [c.request for c, _ in scored],
                           "weights": [round(w, 4) for w in weights]})
