@@ -14,7 +14,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from tools.data.records import TOOL_FOR_TYPE
+from tools.registry import TOOL_FOR_TYPE
 DEMO_HISTORY = 20  # history items per demo user turned into memory entries
 
 

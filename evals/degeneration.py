@@ -11,14 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tools.registry import REQUIRED_ARGUMENT
+
 WORD = re.compile(r"\w+", re.UNICODE)
-REQUIRED = {
-    "search_product_by_query": "query",
-    "get_recommendations_by_history": "product_sequence",
-    "add_product_review": "review",
-    "get_product_details_by_asin": "product_asin",
-    "respond": "content",
-}
 
 
 def repeats_tokens(text: str, run: int = 3, min_words: int = 6) -> bool:
@@ -37,7 +32,7 @@ def is_degenerate(call: dict[str, Any] | None, malformed: bool = False) -> bool:
     if malformed or call is None:
         return True
     args = call.get("args") or {}
-    required = REQUIRED.get(call.get("name", ""))
+    required = REQUIRED_ARGUMENT.get(call.get("name", ""))
     if required is not None:
         value = args.get(required)
         if value is None or (isinstance(value, (str, list)) and not value):

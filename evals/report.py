@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tools.data.records import TASK_TYPES
+from tools.registry import TASK_TYPES
 
 SCHEMA = "fints-eval-report/1"
 RATES = ("degeneration_rate", "malformed_rate", "steered_rate")

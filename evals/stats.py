@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from tools.data.records import TASK_TYPES
+from tools.registry import TASK_TYPES
 
 Z95 = 1.959963984540054
 BOOTSTRAP_SAMPLES = 1000

@@ -10,7 +10,7 @@ import numpy as np
 
 from memory.entry import MemoryEntry, make_entry_id
 
-TOOLS = ("search_product_by_query", "get_recommendations_by_history", "add_product_review")
+TOOLS = ("tool_a", "tool_b", "tool_c")  # any names: the store only keeps them
 
 
 def unit_rows(rng: np.random.Generator, n: int, dim: int = 384) -> np.ndarray:

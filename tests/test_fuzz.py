@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from agent.serve_app import ServiceThread, create_app
 from steering import SteeringVector, VectorError
 from tests.test_serve_fixtures import seed_memory, service_for, tiny_agent
+from tools.registry import TOOL_NAMES
 
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 json_values = st.recursive(
@@ -25,8 +26,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
-TOOLS = ["search_product_by_query", "get_recommendations_by_history", "add_product_review",
-         "get_product_details_by_asin", "stop", "respond"]
+TOOLS = list(TOOL_NAMES)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from tools.lazy import lazy_exports
 _EXPORTS = {
     "make_shop_tools": "tools.functions",
     "ShopTransport": "tools.functions",
-    "TOOL_NAMES": "tools.functions",
+    "TOOL_NAMES": "tools.registry",
     "HttpTransport": "tools.transport_http",
     "BrowserTransport": "tools.transport_browser",
     "ShopError": "tools.results",

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tools.data.records import TASK_TYPES, TOOL_FOR_TYPE, Task
+from tools.data.records import Task
+from tools.registry import TASK_TYPES, TOOL_FOR_TYPE
 
 if TYPE_CHECKING:
     from memory.embedding import Embedder

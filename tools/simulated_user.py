@@ -14,7 +14,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tools.data.records import TOOL_FOR_TYPE, HiddenPreferences, Product, Task
+from tools.data.records import HiddenPreferences, Product, Task
+from tools.registry import TOOL_FOR_TYPE
 
 __all__ = ["STOP", "Reply", "SimulatedUser"]
 

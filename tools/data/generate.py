@@ -16,7 +16,8 @@ from tools.data import people
 from tools.data.asking import instruction
 from tools.data.catalog import Catalog, CatalogEntry, build_catalog
 from tools.data.people import BAND_RANGES
-from tools.data.records import TASK_TYPES, TOOL_FOR_TYPE, HiddenPreferences
+from tools.data.records import HiddenPreferences
+from tools.registry import TASK_TYPES, TOOL_FOR_TYPE
 from tools.data.store import DATA_VERSION, write_dataset_files
 
 DAY_MS = 86_400_000

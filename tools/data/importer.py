@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tools.data.generate import MAX_SEQUENCE
-from tools.data.records import TOOL_FOR_TYPE, GoldCall, Task
+from tools.data.records import GoldCall, Task
+from tools.registry import TOOL_FOR_TYPE
 from tools.data.store import (
     DATA_VERSION,
     HISTORY,

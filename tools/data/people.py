@@ -10,7 +10,8 @@ import random
 
 from tools.data import vocab
 from tools.data.catalog import Catalog, CatalogEntry
-from tools.data.records import TASK_TYPES, HiddenPreferences, Mode, Voice
+from tools.data.records import HiddenPreferences, Mode, Voice
+from tools.registry import TASK_TYPES
 
 PRICE_BANDS = ("low", "mid", "high")
 # Quantile ranges (within a category) each price band prefers.

@@ -10,15 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TaskType = Literal["search", "recommend", "review"]
-TASK_TYPES: tuple[str, ...] = ("search", "recommend", "review")
-
-# The tool each task type needs (PersonalWAB's F. Acc mapping).
-TOOL_FOR_TYPE: dict[str, str] = {
-    "search": "search_product_by_query",
-    "recommend": "get_recommendations_by_history",
-    "review": "add_product_review",
-}
+TaskType = Literal["search", "recommend", "review"]  # tools.registry.TASK_TYPES
 
 PROFILE_KEYS: tuple[str, ...] = (
     "Gender", "Age", "Occupation", "Price Sensitivity", "Shopping Interest",

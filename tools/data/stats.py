@@ -21,7 +21,8 @@ from typing import NamedTuple
 import bm25s
 import numpy as np
 
-from tools.data.records import TASK_TYPES, Product, Task, TaskType
+from tools.data.records import Product, Task, TaskType
+from tools.registry import TASK_TYPES
 from tools.data.store import Dataset
 
 WORD = re.compile(r"[a-z0-9]+")
