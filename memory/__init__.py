@@ -6,7 +6,7 @@ verified on disk. See docs/memory.md.
 
 from memory.entry import MemoryEntry, MemoryInputError, digest_arguments, make_entry_id
 from memory.governance import ForgetReport, expire, forget_user, parse_age
-from memory.retrieval import Retrieval, attentive_weights
+from memory.retrieval import Retrieval
 from memory.store import (
     AddReport,
     MemoryStore,
@@ -26,7 +26,6 @@ __all__ = [
     "Retrieval",
     "StoreBusyError",
     "StoreError",
-    "attentive_weights",
     "digest_arguments",
     "expire",
     "export_user",

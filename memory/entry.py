@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -17,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-SITES = ("whole", "attn", "mlp")
+from steering.checks import VectorError, check_vector
+from steering.sites import SiteError, SiteKey
+
 SOURCES = ("bootstrap", "online")
-VECTOR_KEY = re.compile(r"^(whole|attn|mlp)\.(\d+)$")
 
 
 class MemoryInputError(ValueError):
@@ -95,15 +95,13 @@ def to_epoch(timestamp: float | int | str | datetime | None) -> float:
 
 
 def check_vector_key(key: str) -> tuple[str, int]:
-    """Split "site.layer"; refuse anything else (e.g. "attn+mlp", which is never stored)."""
-    match = VECTOR_KEY.match(key) if isinstance(key, str) else None
-    if not match:
-        raise MemoryInputError(
-            f"vector key {key!r} is not 'site.layer' with site in {SITES} and an integer "
-            "layer (e.g. 'attn.6'); 'attn+mlp' is applied from the attn and mlp vectors "
-            "and is never stored"
-        )
-    return match.group(1), int(match.group(2))
+    """Split "site.layer" (`steering.sites.SiteKey.parse`); refuse anything else (e.g.
+    "attn+mlp", which is never stored) as a MemoryInputError."""
+    try:
+        parsed = SiteKey.parse(key)
+    except SiteError as error:
+        raise MemoryInputError(str(error)) from None
+    return parsed.site, parsed.layer
 
 
 def as_vector(name: str, value: Any, hidden_size: int) -> np.ndarray:
@@ -111,13 +109,10 @@ def as_vector(name: str, value: Any, hidden_size: int) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor, without importing torch
         value = value.detach().to("cpu").float().numpy()
     array = np.asarray(value, dtype=np.float32)
-    if array.shape != (hidden_size,):
-        raise MemoryInputError(
-            f"vector {name!r} has shape {tuple(array.shape)}; this store holds vectors of "
-            f"shape ({hidden_size},) (the steering model's hidden size)"
-        )
-    if not np.all(np.isfinite(array)):
-        raise MemoryInputError(f"vector {name!r} contains NaN or infinity; only finite values")
+    try:
+        check_vector(name, array, hidden_size)  # the steering core's one check
+    except VectorError as error:
+        raise MemoryInputError(f"{error} (this store holds the steering model's hidden size)") from None
     return array
 
 
@@ -135,7 +130,6 @@ def validate_entry(entry: MemoryEntry, hidden_size: int, embedding_dim: int) -> 
         raise MemoryInputError("the entry has no vectors; give at least one 'site.layer'")
     vectors = {}
     for key, value in entry.vectors.items():
-        check_vector_key(key)
         vectors[key] = as_vector(key, value, hidden_size)
     embedding = entry.key_embedding
     if embedding is not None:

@@ -33,7 +33,8 @@ from memory.keycache import KeyCache, UserKeys
 from memory.keys import PLAIN, IntentKeys
 from memory.hygiene import DUPLICATE_COSINE, KeyRecord, choose_evictions, find_supersessions
 from memory.location import StoreLocation, connect, resolve_location
-from memory.retrieval import SECONDS_PER_DAY, Retrieval, abstain, attentive_weights
+from memory.retrieval import SECONDS_PER_DAY, Retrieval, abstain
+from steering.weights import attentive_weights
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
     model = load_model()                      # bundled Gemma 3 270M, cached safetensors
     deltas = extract_vectors(model, pairs, sites="attn+mlp", layers=[6])
     vector = aggregate([SteeringVector(d, model.model_id, model.hidden_size) for d in deltas],
-                       method="attentive", similarities=sims)
+                       method="attentive", weights=attentive_weights(sims, 0.1))
     vector = scale(vector, 0.1, mode="relative", reference_norms=reference_norms(model))
     with steer(model, vector):                # or a list: one vector (or None) per batch row
         model.model.generate(...)
@@ -15,7 +15,6 @@ from steering.lazy import lazy_exports
 
 _EXPORTS = {
     "aggregate": "steering.aggregation",
-    "attention_weights": "steering.aggregation",
     "clip_norm": "steering.aggregation",
     "scale": "steering.aggregation",
     "POSITION_CHOICES": "steering.apply",
@@ -24,7 +23,7 @@ _EXPORTS = {
     "steer": "steering.apply",
     "measure_norms": "steering.calibrate",
     "reference_norms": "steering.calibrate",
-    "ContrastPair": "steering.extract",
+    "ContrastPair": "steering.pairs",
     "encode_with_answer": "steering.extract",
     "extract_vectors": "steering.extract",
     "mean_answer_activations": "steering.extract",
@@ -44,7 +43,9 @@ _EXPORTS = {
     "site_keys": "steering.sites",
     "site_map_of": "steering.sites",
     "SteeringVector": "steering.vectors",
-    "VectorError": "steering.vectors",
+    "VectorError": "steering.checks",
+    "check_vector": "steering.checks",
+    "attentive_weights": "steering.weights",
 }
 __all__ = sorted(_EXPORTS)
 

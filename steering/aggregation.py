@@ -1,7 +1,8 @@
 """Turning the top-K retrieved vectors into one, and sizing it.
 
 `mean` weighs every retrieved vector alike; `attentive` weighs each by a softmax of its
-key's similarity to the new request, so the most relevant past interactions count most.
+key's similarity to the new request (`steering.weights`), so the most relevant past
+interactions count most.
 Strength is either absolute (`alpha * v`) or relative: `alpha` times the typical norm of
 the residual stream at that layer, along v's direction. Relative strength transfers
 across models and sites (a post-norm attention output is small next to the residual it
@@ -11,7 +12,6 @@ poisoned entry, can do.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -23,27 +23,16 @@ Aggregation = Literal["mean", "attentive"]
 StrengthMode = Literal["absolute", "relative"]
 
 
-def attention_weights(similarities: Sequence[float], temperature: float = 0.1) -> list[float]:
-    """Softmax of similarity / temperature, computed stably."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    top = max(similarities)
-    exps = [math.exp((s - top) / temperature) for s in similarities]
-    total = sum(exps)
-    return [e / total for e in exps]
-
-
 def aggregate(
     vectors: Sequence[SteeringVector],
     *,
     method: Aggregation = "attentive",
-    similarities: Sequence[float] | None = None,
     weights: Sequence[float] | None = None,
-    temperature: float = 0.1,
 ) -> SteeringVector:
     """Weighted sum of vectors over the (site, layer) keys they all hold.
 
-    Explicit `weights` (e.g. already decayed by age) win over `similarities`.
+    `attentive` takes `weights` (`steering.weights.attentive_weights` of the retrieved
+    similarities, already decayed by age where a half-life is set); `mean` ignores them.
     """
     if not vectors:
         raise VectorError("nothing to aggregate: no vectors were retrieved")
@@ -56,10 +45,8 @@ def aggregate(
         if total <= 0:
             raise ValueError("aggregation weights must sum to a positive number")
         w = [float(x) / total for x in weights]
-    elif similarities is not None:
-        w = attention_weights(similarities, temperature)
     else:
-        raise ValueError("attentive aggregation needs similarities or weights")
+        raise ValueError("attentive aggregation needs weights (steering.weights.attentive_weights)")
     if len(w) != len(vectors):
         raise ValueError(f"{len(w)} weights for {len(vectors)} vectors")
     first = vectors[0]

@@ -10,7 +10,6 @@ exact by construction (no merge across it can shift a position).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,16 +20,8 @@ from steering.apply import site_map_of
 from steering.compat import cache_keyword
 from steering.hooks import hidden_of, hooked
 from steering.model import LoadedModel
+from steering.pairs import ContrastPair
 from steering.sites import SiteKey, site_keys
-
-
-@dataclass(frozen=True)
-class ContrastPair:
-    """A request and two answers: the accepted one and the one without the user's context."""
-
-    prompt: str
-    positive: str
-    negative: str
 
 
 def encode_with_answer(tokenizer: Any, prompt: str, answer: str) -> tuple[list[int], int]:

@@ -17,6 +17,7 @@ search, and anything that cannot be mapped raises instead of silently steering n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 SITES = ("whole", "attn", "mlp")
 SITE_CHOICES = (*SITES, "attn+mlp")
+_KEY = re.compile(r"^(whole|attn|mlp)\.([0-9]+)$")
 
 
 class SiteError(ValueError):
@@ -72,13 +74,15 @@ class SiteKey:
 
     @classmethod
     def parse(cls, text: str) -> SiteKey:
-        site, _, layer = str(text).rpartition(".")
-        if site not in SITES or not layer.isdigit():
+        """The one parser of "site.layer" keys (vectors, memory entries, exports)."""
+        match = _KEY.match(text) if isinstance(text, str) else None
+        if not match:
             raise SiteError(
-                f"bad site key {text!r}: expected '<site>.<layer>' with site in {SITES}, "
-                "e.g. 'attn.6'"
+                f"bad site key {text!r}: expected '<site>.<layer>' with site in {SITES} and "
+                "an integer layer, e.g. 'attn.6' ('attn+mlp' is applied from the attn and "
+                "mlp vectors and is never a key)"
             )
-        return cls(site, int(layer))
+        return cls(match.group(1), int(match.group(2)))
 
 
 def expand_sites(site: str) -> tuple[str, ...]:

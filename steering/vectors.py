@@ -17,13 +17,10 @@ from pathlib import Path
 
 import torch
 
-from steering.sites import SiteError, SiteKey
+from steering.checks import VectorError, check_vector
+from steering.sites import SiteKey
 
 FORMAT = "fints-steering-vector/1"
-
-
-class VectorError(ValueError):
-    """A vector that does not fit the model, or whose values are unusable."""
 
 
 @dataclass(frozen=True)
@@ -39,17 +36,7 @@ class SteeringVector:
         if not self.tensors:
             raise VectorError("a steering vector needs at least one (site, layer) tensor")
         for key, tensor in self.tensors.items():
-            try:
-                SiteKey.parse(key)
-            except SiteError as error:  # a corrupt file is a vector error, whatever part is bad
-                raise VectorError(str(error)) from error
-            if tensor.ndim != 1 or tensor.shape[0] != self.hidden_size:
-                raise VectorError(
-                    f"tensor {key!r} has shape {tuple(tensor.shape)}; expected "
-                    f"({self.hidden_size},) for hidden size {self.hidden_size}"
-                )
-            if not torch.isfinite(tensor).all():
-                raise VectorError(f"tensor {key!r} holds NaN or inf")
+            check_vector(key, tensor, self.hidden_size)
 
     @property
     def keys(self) -> list[SiteKey]:
@@ -61,16 +48,6 @@ class SteeringVector:
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> SteeringVector:
         moved = {key: t.to(device=device, dtype=dtype) for key, t in self.tensors.items()}
         return SteeringVector(moved, self.model_id, self.hidden_size, dict(self.meta))
-
-    def select(self, keys: list[SiteKey] | list[str]) -> SteeringVector:
-        """Only the given (site, layer) tensors; a key this vector lacks is an error."""
-        wanted = [str(key) for key in keys]
-        missing = [key for key in wanted if key not in self.tensors]
-        if missing:
-            raise VectorError(f"vector has no {missing}; it holds {sorted(self.tensors)}")
-        return SteeringVector(
-            {key: self.tensors[key] for key in wanted}, self.model_id, self.hidden_size, dict(self.meta)
-        )
 
     def scaled(self, factor: float) -> SteeringVector:
         return SteeringVector(

@@ -12,9 +12,9 @@ from memory import (
     MemoryStore,
     ModelMismatchError,
     StoreBusyError,
-    attentive_weights,
 )
 from memory.synthetic import random_entries, unit_rows
+from steering.weights import attentive_weights
 
 HIDDEN = 8
 
@@ -54,12 +54,8 @@ def test_retrieval_returns_exact_vectors_and_weights(store):
         np.testing.assert_array_equal(result.vectors[key][0], vector)
     assert result.weights.sum() == pytest.approx(1.0)
     assert list(result.weights) == sorted(result.weights, reverse=True)
-    aggregated = result.aggregate()
-    expected = (result.weights[:, None] * result.vectors["attn.6"]).sum(axis=0)
-    np.testing.assert_allclose(aggregated["attn.6"], expected, rtol=1e-6)
-    np.testing.assert_allclose(
-        result.aggregate("mean")["mlp.6"], result.vectors["mlp.6"].mean(axis=0), atol=1e-6
-    )
+    expected = attentive_weights(result.similarities, 0.1)  # the default temperature
+    np.testing.assert_allclose(result.weights, expected, rtol=1e-6)
 
 
 def test_abstains_and_fails_closed(store):

@@ -1,9 +1,10 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from steering import SteeringVector, VectorError, aggregate, attention_weights, clip_norm, scale
+from steering import SteeringVector, VectorError, aggregate, attentive_weights, check_vector, clip_norm, scale
 
 
 def vec(values, key="attn.3", model="m", hidden=4):
@@ -49,10 +50,12 @@ def test_nan_inf_and_bad_shapes_are_refused(tmp_path):
 def test_mean_and_attentive_aggregation():
     a, b = vec([1, 0, 0, 0]), vec([0, 1, 0, 0])
     assert torch.allclose(aggregate([a, b], method="mean").tensors["attn.3"], torch.tensor([0.5, 0.5, 0, 0]))
-    w = attention_weights([0.9, 0.5], temperature=0.1)
+    w = attentive_weights(np.array([0.9, 0.5]), temperature=0.1)
     assert w[0] == pytest.approx(1 / (1 + math.exp(-4)))
-    out = aggregate([a, b], method="attentive", similarities=[0.9, 0.5], temperature=0.1)
+    out = aggregate([a, b], method="attentive", weights=[float(x) for x in w])
     assert torch.allclose(out.tensors["attn.3"], torch.tensor([w[0], w[1], 0, 0]))
+    with pytest.raises(ValueError, match="needs weights"):
+        aggregate([a, b], method="attentive")
     with pytest.raises(VectorError, match="no vectors"):
         aggregate([], method="mean")
 
@@ -84,3 +87,16 @@ def test_reference_norms_are_per_model_shape(tmp_path):
     norms = reference_norms(deep, tmp_path)  # the shallow model's file must not answer
     assert {"whole.3", "attn.3", "mlp.3"} <= set(norms)
     assert reference_norms(deep, tmp_path) == norms  # and the deep one's is stored
+
+
+def test_one_check_for_tensors_and_arrays():
+    """The same refusals for a torch tensor and a numpy array (memory entries)."""
+    for make in (torch.tensor, np.array):
+        check_vector("mlp.2", make([1.0, 2.0, 3.0, 4.0]), 4)
+        with pytest.raises(VectorError, match="NaN or inf"):
+            check_vector("mlp.2", make([1.0, math.nan, 3.0, 4.0]), 4)
+        with pytest.raises(VectorError, match=r"shape \(3,\)"):
+            check_vector("mlp.2", make([1.0, 2.0, 3.0]), 4)
+        for key in ("attn+mlp.2", "attn.six", "attn.\u00b2", "mlp.2 "):
+            with pytest.raises(VectorError, match="bad site key"):
+                check_vector(key, make([1.0, 2.0, 3.0, 4.0]), 4)
