@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from agent.describe import describe_steering
 from agent.methods import DEFAULT_METHOD
 
 DATA_ENV = "FINTS_DATA_DIR"
@@ -104,17 +105,6 @@ def _run(args: argparse.Namespace) -> int:
     print("result:")
     print("  " + result.result_text.replace("\n", "\n  "))
     return 0
-
-
-def describe_steering(summary: dict) -> str:
-    """One line saying what steered a decision, or why nothing did."""
-    if not summary.get("applied"):
-        text = f"none ({summary.get('reason', 'not applied')})"
-        return text + (" [FALLBACK: memory unavailable]" if summary.get("fallback") else "")
-    entries = summary.get("entries", [])
-    shown = ", ".join(f"{e['id'][:8]} w={e['weight']:.2f} \"{e['request'][:40]}\"" for e in entries[:3])
-    more = f" (+{len(entries) - 3} more)" if len(entries) > 3 else ""
-    return f"{len(entries)} entries: {shown}{more}"
 
 
 def _chat(args: argparse.Namespace) -> int:

@@ -51,7 +51,7 @@ def ensure_memory(agent: Any, users: list[str]) -> None:
 
 
 def run_demo(data: Path, *, store: str, model: str | None = None, users: int = 200) -> int:
-    from agent.commands import describe_steering
+    from agent.describe import describe_steering
     from agent.methods import parse_method
     from agent.runtime import AgentConfig, FintsAgent
     from tools.data import load_dataset

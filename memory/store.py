@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memory.embedding import EMBEDDING_DIM, EMBEDDING_MODEL_ID
+from common.embedding import EMBEDDING_DIM, EMBEDDING_MODEL_ID
 from memory.entry import MemoryEntry, MemoryInputError, validate_entry
 from memory.keycache import KeyCache, UserKeys
 from memory.keys import PLAIN, IntentKeys
@@ -324,7 +324,7 @@ class MemoryStore:
     @property
     def embedder(self):
         if self._embedder is None:
-            from memory.embedding import load_embedder
+            from common.embedding import load_embedder
 
             self._embedder = load_embedder()
         return self._embedder

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from memory.embedding import EMBEDDING_DIM
+from common.embedding import EMBEDDING_DIM
 from memory.entry import MemoryEntry, MemoryInputError, check_vector_key, make_entry_id, validate_entry
 from memory.store import AddReport, MemoryStore
-from tools.auth import USER_ID  # user ids as `fints serve` and the keys take them
+from common.users import USER_ID  # user ids as `fints serve` and the keys take them
 
 EXPORT_FORMAT = "fints-memory-export/1"
 PROVENANCE = ("entry_id", "key", "tool", "args_digest", "timestamp", "source", "superseded_by")

@@ -11,7 +11,7 @@
 Names load on first use, so `fints --help` does not pay for importing torch.
 """
 
-from steering.lazy import lazy_exports
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "aggregate": "steering.aggregation",

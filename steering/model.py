@@ -15,12 +15,11 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.loading import quiet_loading
 from steering.prefix import PrefixCache
 
 if TYPE_CHECKING:
@@ -143,26 +142,6 @@ def load_model(
         source=source,
         load_seconds=round(time.perf_counter() - started, 3),
     )
-
-
-@contextmanager
-def quiet_loading() -> Iterator[None]:
-    """Transformers' own progress bars off while a model loads.
-
-    A load from the cache takes a few seconds and showed a "Loading weights" bar per
-    model; the first GGUF load showed three bars (convert, load, write shards) for one
-    step. Only the dequantizing bar is left (transformers draws it with plain tqdm),
-    the one step that is long; the previous setting is restored afterwards.
-    """
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
 
 
 def _from_pretrained(folder: Path, device: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -20,7 +20,7 @@ from agent.graph import AgentDeps, build_graph
 from agent.methods import parse_method
 from agent.steerer import Steerer
 from memory import MemoryEntry, MemoryStore, digest_arguments, make_entry_id
-from memory.embedding import load_embedder
+from common.embedding import load_embedder
 from tests.tiny_models import tiny_model
 from tools import HttpTransport, ShopServer, make_shop_tools
 from tools.shop.sample import write_sample_dataset

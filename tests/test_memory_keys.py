@@ -18,7 +18,7 @@ CATALOG = catalog_words(["Noven Dark Chocolate, Fair Trade", "Corove Running Sho
 
 @pytest.fixture(scope="module")
 def embedder():
-    from memory.embedding import load_embedder
+    from common.embedding import load_embedder
 
     return load_embedder()
 

@@ -145,7 +145,7 @@ def test_survives_restart(tmp_path):
 
 
 def test_real_embedder_keys(tmp_path):
-    from memory.embedding import load_embedder
+    from common.embedding import load_embedder
 
     embedder = load_embedder()
     entries = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memory.embedding import load_embedder
+from common.embedding import load_embedder
 from tools.scoring import (
     CallScore,
     function_accuracy,

@@ -59,7 +59,7 @@ def tiny_agent(
     from agent.methods import parse_method
     from agent.runtime import FintsAgent
     from memory import MemoryStore
-    from memory.embedding import load_embedder
+    from common.embedding import load_embedder
     from tests.tiny_models import tiny_model
     from tools import HttpTransport, ShopServer
     from tools.data import load_dataset

@@ -6,7 +6,7 @@ transports (the shop's JSON API, or its web pages in a real browser).
 
 from __future__ import annotations
 
-from tools.lazy import lazy_exports
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "make_shop_tools": "tools.functions",

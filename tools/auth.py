@@ -34,12 +34,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common.users import USER_ID, USER_ID_PATTERN  # noqa: F401  (the service imports the pattern here)
+
 KEYS_ENV = "FINTS_KEYS"
 FORWARDED_USER = "X-Fints-User"
-# The one user-id rule of the service, the keys and memory imports: 1-64 letters,
-# digits, _ . -, starting with a letter or digit (no "/", which keys threads by user).
-USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
-USER_ID = re.compile(USER_ID_PATTERN)
 ALL_USERS = "*"
 _KEY = re.compile(r"^fints_([0-9a-f]{12})_([A-Za-z0-9_\-]{43})$")
 INSECURE_WARNING = ("WARNING: --insecure: no API keys are checked. Any caller can act as any user, "

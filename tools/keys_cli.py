@@ -34,7 +34,7 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from memory.cli import split_users
+    from common.users import split_users
     from tools.auth import KeyRing
 
     keys = KeyRing(args.keys)

@@ -20,7 +20,7 @@ from tools.data.records import Task
 from tools.registry import TASK_TYPES, TOOL_FOR_TYPE
 
 if TYPE_CHECKING:
-    from memory.embedding import Embedder
+    from common.embedding import Embedder
 
 __all__ = [
     "CallScore",
@@ -64,7 +64,7 @@ def review_similarity(written: str, real: str, embedder: Embedder | None = None)
     if not written.strip() or not real.strip():
         return 0.0
     if embedder is None:
-        from memory.embedding import load_embedder
+        from common.embedding import load_embedder
 
         embedder = load_embedder()
     return embedder.similarity(written, real)

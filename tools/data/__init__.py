@@ -8,7 +8,7 @@ personalization matters on a set.
 Names load on first use, so `fints --help` stays fast.
 """
 
-from steering.lazy import lazy_exports
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "generate_dataset": "tools.data.generate",

