@@ -46,6 +46,13 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     demo.add_argument("--model", default=None)
     demo.add_argument("--users", type=int, default=200, help="users to generate when the data set is missing")
     demo.set_defaults(func=_demo)
+
+    config = top.add_parser("config", help="the steering defaults in effect and the file each came from")
+    config.add_argument("--model", help="a model id (default: the bundled model's)")
+    config.add_argument("--config", help="the user's defaults file (default: $FINTS_CONFIG, "
+                                         "else the user config dir's fints/defaults.json)")
+    config.add_argument("--json", action="store_true", help="machine-readable output")
+    config.set_defaults(func=_config_show)
     register_serve(groups)
 
 
@@ -124,6 +131,30 @@ def _chat(args: argparse.Namespace) -> int:
             print(f"  steering: {describe_steering(result.steering)}")
             print("  " + result.result_text[:600].replace("\n", "\n  "))
         agent.flush_memory(timeout=60)
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    from agent.config import layered_defaults, packaged_path, user_config_path
+
+    model_id = args.model
+    if model_id is None:
+        from steering.model import DEFAULT_MODEL_ID
+
+        model_id = DEFAULT_MODEL_ID
+    settings, sources = layered_defaults(model_id, args.config)
+    user = user_config_path(args.config)
+    if args.json:
+        print(json.dumps({"model": model_id, "packaged": str(packaged_path()), "user": str(user),
+                          "user_exists": user.exists(),
+                          "settings": {k: {"value": v, "from": sources[k]} for k, v in settings.items()}},
+                         indent=2))
+        return 0
+    print(f"model: {model_id}")
+    print(f"packaged defaults: {packaged_path()}")
+    print(f"user defaults: {user}" + ("" if user.exists() else " (none yet)"))
+    for key, value in settings.items():
+        print(f"  {key:15s} {json.dumps(value):24s} from {sources[key]}")
     return 0
 
 

@@ -6,15 +6,14 @@
 - `steer-{whole,attn,mlp,attn+mlp}-{mean,attentive}`: no extra prompt tokens; the
   user's retrieved steering vectors are added inside the forward pass.
 
-Strength, layers, positions and retrieval settings come from `defaults.json` (chosen by
-the sweep in `fints eval`, per model), and any of them can be overridden by keyword.
+Strength, layers, positions and retrieval settings come from `defaults.json` and the
+user's defaults file on top (`agent.config`; the sweep in `fints eval` writes the
+latter, per model), and any of them can be overridden by keyword.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
-from importlib import resources
 from typing import Any, Literal
 
 Kind = Literal["zero_shot", "prompt_memory", "steering"]
@@ -61,12 +60,11 @@ def method_names() -> list[str]:
 
 
 def load_defaults(model_id: str | None = None) -> dict[str, Any]:
-    """Steering defaults for a model: its own entry in defaults.json, else "*"."""
-    table = json.loads(resources.files("agent").joinpath("defaults.json").read_text())
-    chosen = dict(table["*"])
-    if model_id and model_id in table:
-        chosen.update(table[model_id])
-    return chosen
+    """Steering defaults for a model: the packaged defaults.json with the user's
+    defaults file on top (`agent.config`); a model's own entry wins over "*"."""
+    from agent.config import layered_defaults
+
+    return layered_defaults(model_id)[0]
 
 
 def parse_method(name: str, model_id: str | None = None, **overrides: Any) -> Method:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -32,7 +33,11 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     evaluate.add_argument("--sweep", action="store_true",
                           help="run only the strength/layer/position sweep")
     evaluate.add_argument("--write-defaults", action="store_true",
-                          help="with --sweep: write the chosen setting to agent/defaults.json")
+                          help="with --sweep: write the chosen setting to the user's defaults "
+                               "file (--config, $FINTS_CONFIG, else the user config dir's "
+                               "fints/defaults.json; the package is never written)")
+    evaluate.add_argument("--config", help="the user's defaults file to read and write "
+                                           "(default: $FINTS_CONFIG, else the user config dir's)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_eval)
 
@@ -60,6 +65,10 @@ def _eval(args: argparse.Namespace) -> int:
         return 2
     if args.sweep:
         experiments = ["sweep"]
+    if args.config:  # every load of the defaults in this process reads this file
+        from agent.config import CONFIG_ENV
+
+        os.environ[CONFIG_ENV] = args.config
     config = EvalConfig(
         data=args.data or _demo_data(), out=args.out, suite=args.suite, tasks_file=args.tasks,
         methods=[m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None,
@@ -84,8 +93,11 @@ def _eval(args: argparse.Namespace) -> int:
             print("fints eval: every swept setting degenerates; defaults left unchanged",
                   file=sys.stderr)
             return 1
-        entry = write_defaults(report["model"], chosen)
-        print(f"wrote defaults for {report['model']}: {json.dumps(entry)}")
+        from agent.config import user_config_path
+
+        entry = write_defaults(report["model"], chosen, user_config_path(args.config))
+        print(f"wrote defaults for {report['model']} to {user_config_path(args.config)}: "
+              f"{json.dumps(entry)}")
     for track, section in report["tracks"].items():
         for name, summary in section["methods"].items():
             o = summary["overall"]

@@ -1,0 +1,95 @@
+"""Steering defaults in layers: the packaged `agent/defaults.json`, then the user's own
+file on top. The package is never written: `fints eval --sweep --write-defaults`
+writes the user file.
+
+The user file is `--config PATH` where a command takes it, else `$FINTS_CONFIG`, else
+`<user config dir>/fints/defaults.json` (`$XDG_CONFIG_HOME/fints/defaults.json` on
+Linux). It has the packaged file's shape: `{"*": {...}, "<model id>": {...}}`; a model's
+own entry wins over `"*"`, and the user file wins over the package, key by key.
+`fints config` shows which file each setting came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+CONFIG_ENV = "FINTS_CONFIG"
+PACKAGED = "agent/defaults.json"
+
+
+class ConfigError(ValueError):
+    """A defaults file that cannot be read as a table of settings; names the file."""
+
+
+def user_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Where the user's defaults live: `explicit`, else $FINTS_CONFIG, else the user
+    config dir's fints/defaults.json (which need not exist)."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("fints")) / "defaults.json"
+
+
+def packaged_path() -> Path:
+    return Path(str(resources.files("agent").joinpath("defaults.json")))
+
+
+def read_table(path: Path) -> dict[str, dict[str, Any]]:
+    """A defaults file as {model id or "*": {setting: value}}; a clear error otherwise."""
+    try:
+        table = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"defaults file {path} is not valid JSON ({error})") from None
+    except OSError as error:
+        raise ConfigError(f"defaults file {path} cannot be read ({error.strerror or error})") from None
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(
+            f"defaults file {path} must be a JSON object of objects: "
+            '{"*": {"alpha": 0.5, ...}, "<model id>": {...}}'
+        )
+    return table
+
+
+def layered_defaults(
+    model_id: str | None = None, config: str | os.PathLike[str] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings for a model and, per setting, the file (and entry) it came from."""
+    settings: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    layers = [(packaged_path(), PACKAGED)]
+    user = user_config_path(config)
+    if user.exists():
+        layers.append((user, str(user)))
+    for path, label in layers:
+        table = read_table(path)
+        if label == PACKAGED and "*" not in table:
+            raise ConfigError(f"{PACKAGED} has no '*' entry")
+        for entry in ("*", model_id):
+            if entry is not None and entry in table:
+                settings.update(table[entry])
+                sources.update({key: f"{label} [{entry}]" for key in table[entry]})
+    return settings, sources
+
+
+def write_user_defaults(
+    model_id: str, values: dict[str, Any], config: str | os.PathLike[str] | None = None
+) -> tuple[dict[str, Any], Path]:
+    """Store `values` under the model id in the user file (made when missing); the
+    packaged defaults are left as they are. Returns the model's entry and the file."""
+    path = user_config_path(config)
+    table = read_table(path) if path.exists() else {}
+    entry = dict(table.get(model_id, {}))
+    entry.update(values)
+    table[model_id] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(table, indent=2) + "\n")
+    os.replace(tmp, path)  # a crash leaves the old file or the new one
+    return entry, path

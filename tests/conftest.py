@@ -1,0 +1,11 @@
+"""Shared test set-up: no test reads or writes the user's own defaults file."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_user_defaults(tmp_path_factory, monkeypatch):
+    """Point $FINTS_CONFIG at a file that does not exist: the packaged defaults alone."""
+    monkeypatch.setenv("FINTS_CONFIG", str(tmp_path_factory.mktemp("config") / "defaults.json"))
