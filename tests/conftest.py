@@ -1,8 +1,11 @@
-"""Shared test set-up: no test reads or writes the user's own defaults file."""
+"""Shared test set-up: the fixtures of tests/helpers/, and no test reads or writes the
+user's own defaults file."""
 
 from __future__ import annotations
 
 import pytest
+
+from tests.helpers.shop import sample_http, sample_shop, sample_shop_dir  # noqa: F401  (shared fixtures)
 
 
 @pytest.fixture(autouse=True)

@@ -19,11 +19,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 from agent.graph import AgentDeps, build_graph
 from agent.methods import parse_method
 from agent.steerer import Steerer
-from memory import MemoryEntry, MemoryStore, digest_arguments, make_entry_id
 from common.embedding import load_embedder
+from memory import MemoryEntry, MemoryStore, digest_arguments, make_entry_id
 from tests.tiny_models import tiny_model
-from tools import HttpTransport, ShopServer, make_shop_tools
-from tools.shop.sample import write_sample_dataset
+from tools import make_shop_tools
 
 SEARCH = {"name": "search_product_by_query", "args": {"query": "backpacking tent"}}
 RECOMMEND = {"name": "get_recommendations_by_history", "args": {"product_sequence": ["B0TENT0001"]}}
@@ -46,13 +45,6 @@ class ScriptedChat(BaseChatModel):
             raise step
         message = AIMessage(content="", tool_calls=[{**step, "id": f"call{len(self.seen)}"}])
         return ChatResult(generations=[ChatGeneration(message=message)])
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    with ShopServer(write_sample_dataset(tmp_path_factory.mktemp("shop"))) as server:
-        with HttpTransport(server.url) as transport:
-            yield transport
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +80,10 @@ class Writer:
         return True
 
 
-def make(shop, model, store, script, method="steer-attn+mlp-attentive", **kw):
+def make(sample_http, model, store, script, method="steer-attn+mlp-attentive", **kw):
     chat = ScriptedChat(script=script, seen=[])
     chosen = parse_method(method, layers=[1], alpha=1.0, threshold=0.2)
-    deps = AgentDeps(chat=chat, tools=make_shop_tools(shop), steerer=Steerer(model, store, chosen),
+    deps = AgentDeps(chat=chat, tools=make_shop_tools(sample_http), steerer=Steerer(model, store, chosen),
                      method=chosen, model_id=model.model_id, hidden_size=model.hidden_size, **kw)
     return chat, deps
 
@@ -101,9 +93,9 @@ def run(graph, user, request, thread="t", **configurable):
     return graph.invoke({"messages": [HumanMessage(request)], "user_id": user}, config)
 
 
-def test_single_turn_steers_calls_the_shop_and_queues_memory(shop, model, store):
+def test_single_turn_steers_calls_the_shop_and_queues_memory(sample_http, model, store):
     writer = Writer()
-    chat, deps = make(shop, model, store, [SEARCH], memory_writer=writer)
+    chat, deps = make(sample_http, model, store, [SEARCH], memory_writer=writer)
     state = run(build_graph(deps, InMemorySaver()), "U_CAMPER01", "need something for camping trips")
     tool_message = state["messages"][-1]
     assert isinstance(tool_message, ToolMessage) and "Backpacking Tent" in tool_message.content
@@ -115,51 +107,51 @@ def test_single_turn_steers_calls_the_shop_and_queues_memory(shop, model, store)
     assert state["memory"]["queued"] is True
 
 
-def test_unknown_user_is_unsteered_and_says_so(shop, model, store):
-    chat, deps = make(shop, model, store, [SEARCH])
+def test_unknown_user_is_unsteered_and_says_so(sample_http, model, store):
+    chat, deps = make(sample_http, model, store, [SEARCH])
     state = run(build_graph(deps), "U_NOBODY", "need something for camping trips")
     assert state["steering"]["applied"] is False
     assert "U_NOBODY" in state["steering"]["reason"]
     assert chat.seen[0]["steering"] is None
 
 
-def test_steering_never_uses_another_users_entries(shop, model, store):
-    chat, deps = make(shop, model, store, [SEARCH])
+def test_steering_never_uses_another_users_entries(sample_http, model, store):
+    chat, deps = make(sample_http, model, store, [SEARCH])
     state = run(build_graph(deps), "U_COFFEE01", "something for camping outdoors")
     used = state["steering"].get("entries", [])
     assert all(e["request"] == "something for my morning brew" for e in used)
 
 
-def test_zero_shot_and_prompt_memory_add_no_vector(shop, model, store):
+def test_zero_shot_and_prompt_memory_add_no_vector(sample_http, model, store):
     from agent.prompt_memory import PastCall, PromptMemory
 
     memory = PromptMemory(load_embedder())
     memory.extend("U_CAMPER01", [PastCall("stuff for camping", RECOMMEND["name"], RECOMMEND["args"])])
     for method in ("zero-shot", "prompt-k1"):
-        chat, deps = make(shop, model, store, [SEARCH], method=method, prompt_memory=memory)
+        chat, deps = make(sample_http, model, store, [SEARCH], method=method, prompt_memory=memory)
         run(build_graph(deps), "U_CAMPER01", "need something for camping trips")
         assert chat.seen[0]["steering"] is None
         prompt = "\n".join(str(m.content) for m in chat.seen[0]["messages"])
         assert ("stuff for camping" in prompt) == (method == "prompt-k1")
 
 
-def test_a_tool_error_goes_back_to_the_model_once_then_is_reported(shop, model, store):
+def test_a_tool_error_goes_back_to_the_model_once_then_is_reported(sample_http, model, store):
     bad = {"name": "get_product_details_by_asin", "args": {"product_asin": "B0NOSUCH99"}}
-    chat, deps = make(shop, model, store, [bad, bad, SEARCH])
+    chat, deps = make(sample_http, model, store, [bad, bad, SEARCH])
     state = run(build_graph(deps), "U_CAMPER01", "details of that tent")
     assert len(chat.seen) == 2  # the first error was returned once, the second ends the episode
     assert state["messages"][-1].content.startswith("Error")
     assert "B0NOSUCH99" in state["messages"][-1].content
 
 
-def test_multi_turn_with_a_simulated_user_until_stop(shop, model, store):
+def test_multi_turn_with_a_simulated_user_until_stop(sample_http, model, store):
     talk = {"name": "respond", "args": {"content": "Which brand do you like?"}}
     stop = {"name": "stop", "args": {}}
     answers = []
-    chat, deps = make(shop, model, store, [talk, SEARCH, stop])
+    chat, deps = make(sample_http, model, store, [talk, SEARCH, stop])
     run(build_graph(deps), "U_CAMPER01", "something for camping", simulated_user=answers.append)
     assert len(chat.seen) == 1 and answers == []  # the single-turn track: one call, done
-    chat, deps = make(shop, model, store, [talk, SEARCH, stop])
+    chat, deps = make(sample_http, model, store, [talk, SEARCH, stop])
     state = build_graph(deps).invoke(
         {"messages": [HumanMessage("something for camping")], "user_id": "U_CAMPER01", "track": "multi"},
         {"configurable": {"thread_id": "m", "simulated_user": lambda text: answers.append(text) or "Northpeak, please"}},
@@ -170,8 +162,8 @@ def test_multi_turn_with_a_simulated_user_until_stop(shop, model, store):
     assert state["steps"] == 3 and len(state["steering_log"]) == 2  # steered before each generation
 
 
-def test_multi_turn_stops_at_the_step_limit(shop, model, store):
-    chat, deps = make(shop, model, store, [SEARCH], max_steps=3)
+def test_multi_turn_stops_at_the_step_limit(sample_http, model, store):
+    chat, deps = make(sample_http, model, store, [SEARCH], max_steps=3)
     state = build_graph(deps).invoke(
         {"messages": [HumanMessage("tents")], "user_id": "U_CAMPER01", "track": "multi"},
         {"configurable": {"thread_id": "x"}},
@@ -179,11 +171,11 @@ def test_multi_turn_stops_at_the_step_limit(shop, model, store):
     assert state["steps"] == 3
 
 
-def test_an_interrupted_episode_resumes_from_the_checkpoint(shop, model, store, tmp_path):
+def test_an_interrupted_episode_resumes_from_the_checkpoint(sample_http, model, store, tmp_path):
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     with SqliteSaver.from_conn_string(str(tmp_path / "ckpt.sqlite")) as saver:
-        chat, deps = make(shop, model, store, [RuntimeError("killed mid-episode"), SEARCH])
+        chat, deps = make(sample_http, model, store, [RuntimeError("killed mid-episode"), SEARCH])
         graph = build_graph(deps, saver)
         config = {"configurable": {"thread_id": "resume"}}
         with pytest.raises(RuntimeError, match="killed"):
@@ -195,15 +187,15 @@ def test_an_interrupted_episode_resumes_from_the_checkpoint(shop, model, store, 
     assert chat.seen[1]["steering"] is not None  # and the resumed call got the same vector
 
 
-def test_a_failing_memory_writer_never_loses_the_answer(shop, model, store):
-    chat, deps = make(shop, model, store, [SEARCH], memory_writer=Writer(fail=True))
+def test_a_failing_memory_writer_never_loses_the_answer(sample_http, model, store):
+    chat, deps = make(sample_http, model, store, [SEARCH], memory_writer=Writer(fail=True))
     state = run(build_graph(deps), "U_CAMPER01", "camping")
     assert isinstance(state["messages"][-1], ToolMessage)
     assert state["memory"]["queued"] is False and "disk full" in state["memory"]["reason"]
 
 
-def test_bad_requests(shop, model, store):
-    chat, deps = make(shop, model, store, [SEARCH])
+def test_bad_requests(sample_http, model, store):
+    chat, deps = make(sample_http, model, store, [SEARCH])
     graph = build_graph(deps)
     with pytest.raises(ValueError, match="empty request"):
         run(graph, "U_CAMPER01", "   ")

@@ -12,17 +12,12 @@ import pytest
 
 from tools.data import DataError
 from tools.shop import Shop, ShopServer
-from tools.shop.sample import SAMPLE_PRODUCTS, write_sample_dataset
+from tools.shop.sample import SAMPLE_PRODUCTS
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_sample_dataset(tmp_path_factory.mktemp("shop"))
-
-
-@pytest.fixture(scope="module")
-def server(data_dir):
-    with ShopServer(data_dir) as running:
+def server(sample_shop_dir):
+    with ShopServer(sample_shop_dir) as running:
         yield running
 
 
@@ -108,11 +103,11 @@ def test_recommendations_exclude_the_sequence_and_favour_recent_items(client):
     assert reversed_[0] == "B0BAG00002"
 
 
-def test_recommendations_are_deterministic(client, data_dir, tmp_path):
+def test_recommendations_are_deterministic(client, sample_shop_dir, tmp_path):
     sequence = ["B0SHOE0009", "B0MUG00008"]
     first = recommend(client, sequence).json()
     assert recommend(client, sequence).json() == first
-    fresh = Shop.from_dir(data_dir, tmp_path / "r.sqlite3")  # rebuilt from scratch
+    fresh = Shop.from_dir(sample_shop_dir, tmp_path / "r.sqlite3")  # rebuilt from scratch
     assert [p.asin for p in fresh.recommend(sequence)[1]] == [
         p["asin"] for p in first["products"]
     ]
@@ -165,13 +160,13 @@ def test_bad_reviews_are_refused_and_nothing_is_stored(client, body, status, exp
     assert client.get("/api/reviews", params={"user_id": "U_RUNNER01"}).json() == before
 
 
-def test_reviews_survive_a_restart(data_dir, tmp_path):
+def test_reviews_survive_a_restart(sample_shop_dir, tmp_path):
     db = tmp_path / "reviews.sqlite3"
-    with ShopServer(data_dir, db_path=db) as first:
+    with ShopServer(sample_shop_dir, db_path=db) as first:
         stored = httpx.post(f"{first.url}/api/reviews", json={
             "user_id": "U_COFFEE02", "review": "Kettle pours well.", "product_asin": "B0KETTL006"
         }).json()
-    with ShopServer(data_dir, db_path=db) as second:
+    with ShopServer(sample_shop_dir, db_path=db) as second:
         again = httpx.get(f"{second.url}/api/reviews", params={"user_id": "U_COFFEE02"}).json()
         page = httpx.get(f"{second.url}/products/B0KETTL006").text
     assert again == [stored]
@@ -223,9 +218,9 @@ def test_openapi_schema_lists_the_api(client):
 
 
 # ---- starting and stopping ------------------------------------------------------------
-def test_start_stop_leaves_no_thread_or_port(data_dir, tmp_path):
+def test_start_stop_leaves_no_thread_or_port(sample_shop_dir, tmp_path):
     threads_before = set(threading.enumerate())
-    server = ShopServer(data_dir, db_path=tmp_path / "r.sqlite3").start()
+    server = ShopServer(sample_shop_dir, db_path=tmp_path / "r.sqlite3").start()
     port = server.port
     assert httpx.get(f"{server.url}/api/products/B0TENT0001").status_code == 200
     server.stop()
@@ -241,11 +236,11 @@ def test_missing_data_set_is_a_clear_error(tmp_path):
         ShopServer(tmp_path)
 
 
-def test_cli_serves_the_shop(data_dir, tmp_path):
+def test_cli_serves_the_shop(sample_shop_dir, tmp_path):
     from tools.auth import KeyRing
 
     key, _ = KeyRing(tmp_path / "keys.json").create(["U_CAMPER01"])
-    command = [sys.executable, "-m", "agent.cli", "shop", "serve", "--data", str(data_dir),
+    command = [sys.executable, "-m", "agent.cli", "shop", "serve", "--data", str(sample_shop_dir),
                "--port", "0", "--db", str(tmp_path / "r.sqlite3"), "--keys", str(tmp_path / "keys.json")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:

@@ -9,17 +9,11 @@ import pytest
 from tests.test_serve_isolation import send_unfinished_chunked_body
 from tools.shop import ShopServer
 from tools.shop.app import MAX_BODY_BYTES
-from tools.shop.sample import write_sample_dataset
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_sample_dataset(tmp_path_factory.mktemp("shop-security"))
-
-
-@pytest.fixture(scope="module")
-def open_shop(data_dir, tmp_path_factory):
-    with ShopServer(data_dir, db_path=tmp_path_factory.mktemp("db") / "reviews.sqlite3") as running:
+def open_shop(sample_shop_dir, tmp_path_factory):
+    with ShopServer(sample_shop_dir, db_path=tmp_path_factory.mktemp("db") / "reviews.sqlite3") as running:
         yield running
 
 
@@ -52,8 +46,8 @@ def keys(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def secure_shop(data_dir, keys, tmp_path_factory):
-    with ShopServer(data_dir, db_path=tmp_path_factory.mktemp("db") / "reviews.sqlite3", keys=keys) as running:
+def secure_shop(sample_shop_dir, keys, tmp_path_factory):
+    with ShopServer(sample_shop_dir, db_path=tmp_path_factory.mktemp("db") / "reviews.sqlite3", keys=keys) as running:
         yield running
 
 

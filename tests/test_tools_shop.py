@@ -26,20 +26,14 @@ from tools.shop.sample import write_sample_dataset
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with ShopServer(write_sample_dataset(tmp_path_factory.mktemp("shop"))) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def http(server):
-    with HttpTransport(server.url) as transport:
+def http(sample_shop):
+    with HttpTransport(sample_shop.url) as transport:
         yield transport
 
 
 @pytest.fixture(scope="module")
-def browser(server):
-    with BrowserTransport(server.url) as transport:
+def browser(sample_shop):
+    with BrowserTransport(sample_shop.url) as transport:
         yield transport
 
 
@@ -219,7 +213,7 @@ def test_tools_over_the_browser_match_http(http, browser):
 
 
 @pytest.mark.browser
-def test_script_in_a_review_does_not_run(server, browser):
+def test_script_in_a_review_does_not_run(sample_shop, browser):
     attack = ('<script>window.__pwned = 1</script>'
               '<img src=x onerror="window.__pwned = 2">')
     stored = browser.add_review("U_CAMPER01", attack, "B0LAMP0011")
@@ -228,7 +222,7 @@ def test_script_in_a_review_does_not_run(server, browser):
     def inspect(page):
         seen = {}
         for path in (f"/reviews/{stored.id}?user=U_CAMPER01", "/products/B0LAMP0011"):
-            page.goto(server.url + path)
+            page.goto(sample_shop.url + path)
             seen[path] = (page.evaluate("() => window.__pwned === undefined"),
                           page.locator("p.text").last.text_content(),
                           page.locator("p.text script, p.text img").count())

@@ -1,0 +1,1 @@
+"""Fixtures and builders more than one test module uses (imported by tests/conftest.py)."""
