@@ -25,8 +25,9 @@ from steering import (
     steer,
 )
 from steering.head import TallHead
+from tools.registry import TOOL_FOR_TYPE
 
-TOOLS = ["search_product_by_query", "get_recommendations_by_history", "add_product_review"]
+TOOLS = list(TOOL_FOR_TYPE.values())  # search, recommend, review
 PROMPT = ("Tools: search_product_by_query, get_recommendations_by_history, add_product_review.\n"
           "Request: I need a new phone case.\nCall: search_product_by_query\n"
           "Request: Write that the blender broke after a week.\nCall: add_product_review\n"
