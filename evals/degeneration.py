@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tools.registry import REQUIRED_ARGUMENT
+from tools.registry import RECOMMEND, REQUIRED_ARGUMENT
 
 WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -39,7 +39,7 @@ def is_degenerate(call: dict[str, Any] | None, malformed: bool = False) -> bool:
             return True
         if isinstance(value, str) and not value.strip():
             return True
-    if call.get("name") == "get_recommendations_by_history":
+    if call.get("name") == RECOMMEND:
         sequence = args.get("product_sequence") or []
         if len(sequence) >= 3 and len(set(sequence)) < len(sequence) / 2:
             return True

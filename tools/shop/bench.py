@@ -15,10 +15,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-GOLD_METHODS = {
-    "search_product_by_query": ("search", "query"),
-    "get_recommendations_by_history": ("recommend", "product_sequence"),
-}
+from tools.registry import RECOMMEND, SEARCH
+
+GOLD_METHODS = {SEARCH: ("search", "query"), RECOMMEND: ("recommend", "product_sequence")}
 
 
 def result_accuracy(asins: list[str], target: str) -> float:
