@@ -14,7 +14,7 @@ Names load on first use, so `fints --help` does not import torch or langchain.
 
 from __future__ import annotations
 
-from tools.lazy import lazy_exports
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "SteeredChatModel": "agent.chat_model",
@@ -31,8 +31,9 @@ _EXPORTS = {
     "Method": "agent.methods",
     "method_names": "agent.methods",
     "parse_method": "agent.methods",
-    "Steerer": "agent.steerer",
-    "SteeringDecision": "agent.steerer",
+    "Decider": "agent.decide",
+    "make_learner": "agent.runtime",
+    "SteeringDecision": "memory.steerer",
     "PromptMemory": "agent.prompt_memory",
 }
 __all__ = sorted(_EXPORTS)

@@ -21,7 +21,7 @@ COMMAND_MODULES = (
     "tools.data.cli",
     "tools.shop.cli",
     "tools.keys_cli",
-    "memory.cli",
+    "agent.memory_cli",
     "agent.commands",
     "evals.cli",
 )

@@ -19,19 +19,18 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
 import torch
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
+from agent.decide import Decider, Row, clean_request
 from agent.methods import Method
-from agent.prompt_memory import PromptMemory, render_memory
-from agent.steerer import Steerer
+from memory.steerer import SteeringDecision
 from steering import SteeringVector
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_CHARS = 2000
 ENDING_TOOLS = ("stop",)
 TALK_TOOL = "respond"
 
@@ -41,6 +40,9 @@ class AgentState(TypedDict, total=False):
     user_id: str
     request: str
     track: Literal["single", "multi"]
+    # this call's own context, read by the tools (InjectedState): never shared state
+    review_asin: str | None  # the product a review is about
+    as_of: float | None  # the task's time: purchase history stops here
     steps: int
     retries: int
     steering: dict[str, Any]
@@ -54,18 +56,15 @@ class AgentState(TypedDict, total=False):
 class AgentDeps:
     """Everything the nodes use, passed in explicitly (no globals)."""
 
-    chat: Any  # a chat model with tools bound; `invoke(messages, steering=...)`
+    decider: Decider
     tools: list[Any]
-    steerer: Steerer
     method: Method
     model_id: str
     hidden_size: int
-    prompt_memory: PromptMemory | None = None
-    # memory.online.OnlineWriter; it computes the unpersonalized negative on its own
-    # thread (negative_for), so the memory node never generates on the user's time.
+    # memory.online.OnlineWriter: the learner makes the entry on the writer's thread,
+    # so the memory node never extracts on the user's time.
     memory_writer: Any | None = None
     max_steps: int = 6
-    system_prompt: str | None = None
 
 
 def build_graph(deps: AgentDeps, checkpointer: Any | None = None):
@@ -88,21 +87,14 @@ def build_graph(deps: AgentDeps, checkpointer: Any | None = None):
 
 
 def current_request(state: AgentState) -> tuple[str, list[str]]:
-    """The first human message of the episode, truncated with a notice when oversized."""
-    notices = []
+    """The first human message of the episode, bounded (`agent.decide.clean_request`)."""
     first = next((m for m in state.get("messages", []) if isinstance(m, HumanMessage)), None)
-    text = str(first.content).strip() if first is not None else ""
-    if not text:
-        raise ValueError("empty request: say what you want from the shop")
-    if len(text) > MAX_REQUEST_CHARS:
-        notices.append(f"request truncated from {len(text)} to {MAX_REQUEST_CHARS} characters")
-        text = text[:MAX_REQUEST_CHARS]
-    return text, notices
+    return clean_request(str(first.content) if first is not None else "")
 
 
 def steer_node(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
     request, notices = current_request(state)
-    decision = deps.steerer.decide(state.get("user_id"), request)
+    decision = deps.decider.steering(deps.method, [Row(state.get("user_id"), request)])[0]
     summary = decision.summary()
     vector = (
         {k: t.detach().float().cpu().tolist() for k, t in decision.vector.tensors.items()}
@@ -111,6 +103,9 @@ def steer_node(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
     )
     return {
         "request": request,
+        # the call's context keys always exist, so the tools' InjectedState finds them
+        "review_asin": state.get("review_asin"),
+        "as_of": state.get("as_of"),
         "steering": summary,
         "steering_vector": vector,
         "steering_log": [*state.get("steering_log", []), summary],
@@ -119,29 +114,30 @@ def steer_node(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
 
 
 def llm_node(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
-    messages: list[AnyMessage] = []
-    system = [deps.system_prompt] if deps.system_prompt else []
-    if deps.method.kind == "prompt_memory" and deps.prompt_memory is not None:
-        past = deps.prompt_memory.top_k(state.get("user_id"), state["request"], deps.method.k)
-        if past:
-            system.append(render_memory(past))
-    if system:
-        messages.append(SystemMessage("\n\n".join(system)))
-    messages.extend(m for m in state["messages"] if not isinstance(m, SystemMessage))
+    """One action through the shared decision path, with the steering the steer node
+    chose (kept in the state, so a resumed episode steers the same way)."""
     vector = None
     if state.get("steering_vector"):
         tensors = {k: torch.tensor(v) for k, v in state["steering_vector"].items()}
         vector = SteeringVector(tensors, deps.model_id, deps.hidden_size)
-    reply = deps.chat.invoke(messages, steering=vector, steering_positions=deps.method.positions)
-    if not isinstance(reply, AIMessage):
-        reply = AIMessage(content=str(getattr(reply, "content", reply)))
-    if len(reply.tool_calls) > 1:  # exactly one action per step
-        reply = AIMessage(content=reply.content, tool_calls=reply.tool_calls[:1], id=reply.id)
+    steering = SteeringDecision(vector is not None, vector=vector)
+    row = Row(state.get("user_id"), state["request"], tuple(state["messages"]))
+    ((reply, _),) = deps.decider.decide(deps.method, [row], deps.tools, steering=[steering])
     update: dict[str, Any] = {"messages": [reply], "steps": state.get("steps", 0) + 1}
     previous = state["messages"][-1] if state.get("messages") else None
-    if isinstance(previous, ToolMessage) and str(previous.content).startswith("Error"):
+    if _failed(previous):
         update["retries"] = state.get("retries", 0) + 1
     return update
+
+
+def _failed(message: Any) -> bool:
+    """A tool message whose result says the call failed (`ToolResult.ok` False)."""
+    if not isinstance(message, ToolMessage):
+        return False
+    artifact = getattr(message, "artifact", None)
+    if artifact is not None and hasattr(artifact, "ok"):
+        return not artifact.ok
+    return message.status == "error"  # an exception the ToolNode caught
 
 
 def after_llm(state: AgentState) -> str:
@@ -152,7 +148,7 @@ def after_llm(state: AgentState) -> str:
 def after_tools(state: AgentState, config: RunnableConfig, deps: AgentDeps) -> str:
     call = last_call(state)
     result = state["messages"][-1]
-    failed = isinstance(result, ToolMessage) and str(result.content).startswith("Error")
+    failed = _failed(result)
     if failed and state.get("retries", 0) < 1 and call and call["name"] not in ENDING_TOOLS:
         return "llm"  # a tool error goes back to the model once (llm_node counts it)
     if state.get("track", "single") == "single":
@@ -211,7 +207,7 @@ def default_accepted_call(state: AgentState) -> dict[str, Any] | None:
             if call["name"] in (*ENDING_TOOLS, TALK_TOOL):
                 continue
             result = messages[index + 1] if index + 1 < len(messages) else None
-            if isinstance(result, ToolMessage) and not str(result.content).startswith("Error"):
+            if isinstance(result, ToolMessage) and not _failed(result):
                 return {"name": call["name"], "args": dict(call["args"])}
             return None
     return None

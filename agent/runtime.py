@@ -17,23 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
-from agent.graph import AgentDeps, build_graph, current_request
+from agent.decide import Decider, Row, clean_request
+from agent.graph import AgentDeps, build_graph
 from agent.methods import DEFAULT_METHOD, Method, load_defaults, parse_method
 from agent.prompt import EXAMPLES
-from agent.prompt_memory import PromptMemory, render_memory
-from agent.steerer import SteeringDecision, Steerer
+from agent.prompt_memory import PromptMemory
+from memory.learner import DEFAULT_NEGATIVES
+from memory.steerer import SteeringDecision
+from tools.registry import MULTI_TURN_TOOLS, SINGLE_TURN_TOOLS
 
 log = logging.getLogger(__name__)
 
-SINGLE_TURN_TOOLS = (
-    "search_product_by_query",
-    "get_recommendations_by_history",
-    "add_product_review",
-    "get_product_details_by_asin",
-)
-MULTI_TURN_TOOLS = (*SINGLE_TURN_TOOLS, "respond", "stop")
 
 
 @dataclass
@@ -50,6 +46,7 @@ class AgentConfig:
     online_memory: bool = True
     max_steps: int = 6
     fail_closed: bool = False  # memory unavailable -> error, instead of a flagged unsteered answer
+    negatives: str = DEFAULT_NEGATIVES  # what accepted calls are contrasted with (memory.learner)
 
 
 @dataclass
@@ -94,7 +91,11 @@ class FintsAgent:
         online_memory: bool = True,
         max_steps: int = 6,
         fail_closed: bool = False,
+        negatives: str = DEFAULT_NEGATIVES,
+        keys: Any | None = None,
     ) -> None:
+        """`keys`: the data set's retrieval keys (`intent_keys(dataset)` when None);
+        `negatives`: the learner's negative policy (memory.learner.NEGATIVE_POLICIES)."""
         from agent.chat_model import SteeredChatModel
         from tools import make_shop_tools
 
@@ -106,19 +107,20 @@ class FintsAgent:
         self.embedder = embedder
         self.max_steps = max_steps
         self.fail_closed = fail_closed
+        keys = keys if keys is not None else intent_keys(dataset)
         self.chat = SteeredChatModel(loaded=loaded, examples=EXAMPLES)  # the shop's own examples
-        self._review_target: dict[str, str | None] = {}
-        self._as_of: dict[str, float | None] = {}
-        self.tools = make_shop_tools(transport, review_asin=self._review_target.get,
-                                     history=self.purchases)
+        self.tools = make_shop_tools(transport, history=self.purchases)
         self.tools_by_name = {tool.name: tool for tool in self.tools}
-        self.prompt_memory = PromptMemory.from_dataset(dataset, embedder, keys=intent_keys(dataset))
+        self.prompt_memory = PromptMemory.from_dataset(dataset, embedder, keys=keys)
+        self.learner = (make_learner(loaded, store, dataset, layers=method.layers, negatives=negatives,
+                                     embedder=embedder, fail_closed=fail_closed)
+                        if store is not None else None)
+        self.decider = Decider(self.chat, self.learner, self.prompt_memory)
         self.writer = None
-        if store is not None and online_memory:
+        if self.learner is not None and online_memory:
             from memory.online import OnlineWriter
 
-            self.writer = OnlineWriter(store, self.extract_pairs, formatter=call_formatter(loaded),
-                                       tools=SINGLE_TURN_TOOLS)
+            self.writer = OnlineWriter(self.learner)
         self.checkpointer = checkpointer
         self._graphs: dict[tuple[str, str], Any] = {}
 
@@ -128,7 +130,7 @@ class FintsAgent:
     def open(cls, config: AgentConfig) -> Iterator[FintsAgent]:
         """Load the model, open the store, start (or reach) the shop; close all on exit."""
         from memory import MemoryStore
-        from memory.embedding import load_embedder
+        from common.embedding import load_embedder
         from steering import load_model
         from tools import BrowserTransport, HttpTransport, ShopServer
         from tools.data import load_dataset
@@ -137,9 +139,10 @@ class FintsAgent:
             dataset = load_dataset(config.data_dir)
             loaded = load_model(config.model)
             embedder = load_embedder()
+            keys = intent_keys(dataset)
             try:
                 store = MemoryStore(config.store, loaded.model_id, loaded.hidden_size, embedder,
-                                    keys=intent_keys(dataset))
+                                    keys=keys)
                 stack.callback(store.close)
             except Exception as error:  # e.g. the Chroma server is down
                 if config.fail_closed:
@@ -163,6 +166,7 @@ class FintsAgent:
                 method=parse_method(config.method, loaded.model_id), embedder=embedder,
                 checkpointer=checkpointer, online_memory=config.online_memory,
                 max_steps=config.max_steps, fail_closed=config.fail_closed,
+                negatives=config.negatives, keys=keys,
             )
             stack.callback(agent.close)
             yield agent
@@ -176,63 +180,44 @@ class FintsAgent:
         names = SINGLE_TURN_TOOLS if track == "single" else MULTI_TURN_TOOLS
         return [self.tools_by_name[name] for name in names]
 
-    def steerer(self, method: Method | None = None) -> Steerer:
-        return Steerer(self.loaded, self.store, method or self.method, fail_closed=self.fail_closed)
-
-    def conversation(self, user_id: str | None, request: str, method: Method) -> list[BaseMessage]:
-        """The messages the model decides on: the request, plus past calls for prompt memory."""
-        messages: list[BaseMessage] = []
-        if method.kind == "prompt_memory":
-            past = self.prompt_memory.top_k(user_id, request, method.k)
-            if past:
-                messages.append(SystemMessage(render_memory(past)))
-        messages.append(HumanMessage(request))
-        return messages
-
     def decide(self, user_id: str | None, request: str, *, method: Method | None = None) -> Decision:
         return self.decide_batch([(user_id, request)], method=method)[0]
 
     def decide_batch(
-        self, items: Sequence[tuple[str | None, str]], *, method: Method | None = None
+        self, items: Sequence[tuple[str | None, str]], *, method: Method | None = None,
+        decider: Decider | None = None,
     ) -> list[Decision]:
         """Decide for several (user, request) pairs in ONE batched generate, each row
-        steered by its own user's vectors. Latency is per batch, shared by its rows."""
+        steered by its own user's vectors, through the graph's own decision path
+        (`agent.decide`); `decider` replaces this agent's (an experiment's own memory).
+        Latency is per batch, shared by its rows."""
         chosen = method or self.method
         started = time.perf_counter()
-        steerer = self.steerer(chosen)
-        decisions: list[SteeringDecision] = []
-        conversations = []
-        for user_id, request in items:
-            text, _ = current_request({"messages": [HumanMessage(request)]})
-            decisions.append(steerer.decide(user_id, text))
-            conversations.append(self.conversation(user_id, text, chosen))
-        replies = self.chat.generate_batch(
-            conversations, steering=[d.vector for d in decisions], tools=self.tool_specs(),
-            tool_choice="any", steering_positions=chosen.positions,
-        )
+        rows = [Row(user_id, clean_request(request)[0]) for user_id, request in items]
+        made = (decider or self.decider).decide(chosen, rows, self.tool_specs())
         elapsed = time.perf_counter() - started
-        return [_decision(reply, d, elapsed) for reply, d in zip(replies, decisions)]
+        return [_decision(reply, steering, elapsed) for reply, steering in made]
 
-    def purchases(self, user_id: str) -> list[str]:
-        """The user's purchase history (ASINs, oldest first), up to the time set by
-        `execute(as_of=...)`: what a recommendation that names no products falls back to."""
-        as_of = self._as_of.get(user_id)
+    def purchases(self, user_id: str, as_of: float | None = None) -> list[str]:
+        """The user's purchase history (ASINs, oldest first), up to `as_of` (a task's
+        time) when given: what a recommendation that names no products falls back to."""
         return [item.product_info.parent_asin for item in self.dataset.histories.get(user_id, [])
                 if as_of is None or item.review.timestamp <= as_of]
 
     def execute(self, call: dict[str, Any], user_id: str, review_asin: str | None = None,
                 as_of: float | None = None) -> Any:
-        """Run one call against the shop; returns the tool's `ToolResult`. `as_of` (a
-        task's timestamp) limits the purchase history to what happened before it."""
+        """Run one call against the shop; returns the tool's `ToolResult`. The call's
+        context (the product a review is about, the task's time) goes with this call
+        only, as the graph's state gives it to the tools."""
         tool = self.tools_by_name.get(call["name"])
         if tool is None:
             from tools import ToolResult
 
             return ToolResult(call["name"], f"Error: unknown tool {call['name']!r}", ok=False)
-        self._review_target[user_id] = review_asin
-        self._as_of[user_id] = as_of
+        context = {"user_id": user_id, "review_asin": review_asin, "as_of": as_of}
+        injected = {k: v for k, v in context.items() if k in (tool.args_schema.model_fields or {})}
         message = tool.invoke({"type": "tool_call", "id": "exec", "name": tool.name,
-                               "args": {**call.get("args", {}), "user_id": user_id}})
+                               "args": {**call.get("args", {}), **injected}})
         return message.artifact
 
     # ------------------------------------------------------------------ episodes
@@ -241,11 +226,9 @@ class FintsAgent:
         key = (chosen.name + repr(chosen), track)
         if key not in self._graphs:
             deps = AgentDeps(
-                chat=self.chat.bind_tools(self.tool_specs(track), tool_choice="any"),
-                tools=self.tool_specs(track), steerer=self.steerer(chosen), method=chosen,
+                decider=self.decider, tools=self.tool_specs(track), method=chosen,
                 model_id=self.loaded.model_id, hidden_size=self.loaded.hidden_size,
-                prompt_memory=self.prompt_memory, memory_writer=self.writer,
-                max_steps=self.max_steps,
+                memory_writer=self.writer, max_steps=self.max_steps,
             )
             from langgraph.checkpoint.memory import InMemorySaver
 
@@ -262,8 +245,12 @@ class FintsAgent:
         thread_id: str | None = None,
         simulated_user: Any | None = None,
         feedback: Any | None = None,
+        review_asin: str | None = None,
+        as_of: float | None = None,
     ) -> EpisodeResult:
-        """One episode through the graph (steer -> llm -> tools -> ... -> memory)."""
+        """One episode through the graph (steer -> llm -> tools -> ... -> memory).
+        `review_asin` (the product a review is about) and `as_of` (the task's time)
+        are this episode's own context, in its state."""
         thread = thread_id or uuid.uuid4().hex
         configurable: dict[str, Any] = {"thread_id": thread}
         if simulated_user is not None:
@@ -272,7 +259,8 @@ class FintsAgent:
             configurable["feedback"] = feedback
         started = time.perf_counter()
         state = self.graph(method, track).invoke(
-            {"messages": [HumanMessage(request)], "user_id": user_id, "track": track},
+            {"messages": [HumanMessage(request)], "user_id": user_id, "track": track,
+             "review_asin": review_asin, "as_of": as_of},
             {"configurable": configurable},
         )
         return _episode(state, time.perf_counter() - started, thread)
@@ -284,28 +272,16 @@ class FintsAgent:
         return _episode(state, time.perf_counter() - started, thread_id)
 
     # ------------------------------------------------------------------ memory
-    @property
-    def formatter(self):
-        """(request, tool, args) -> (prompt, answer) in this agent's decision format."""
-        return call_formatter(self.loaded)
-
-    def extract_pairs(self, pairs: list[Any]) -> list[dict[str, Any]]:
-        """Vectors for memory.build pairs at every site, on the agent's steering layers."""
-        from steering import ContrastPair, extract_vectors
-
-        sites = load_defaults(self.loaded.model_id)["memory_sites"]
-        contrast = [ContrastPair(p.prompt, p.positive, p.negative) for p in pairs]
-        return extract_vectors(self.loaded, contrast, sites, self.method.layers)
-
     def build_memory(self, users: Sequence[str] | None = None, *, max_history: int | None = None,
                      progress: bool = True) -> Any:
-        """Turn the users' past interactions (all users when None) into memory entries in
-        this agent's own decision format and steering layers; returns `memory.build`'s report."""
-        from memory.build import build_memory, past_interactions
+        """Learn the users' (all users' when None) past interactions with this agent's
+        learner; returns its `BuildReport`."""
+        from memory.build import past_interactions
 
-        items = past_interactions(self.dataset, users, max_history=max_history, tools=SINGLE_TURN_TOOLS)
-        return build_memory(self.store, items, self.extract_pairs, formatter=self.formatter,
-                            progress=progress)
+        if self.learner is None:
+            raise RuntimeError("this agent has no memory store to build into")
+        items = past_interactions(self.dataset, users, max_history=max_history)
+        return self.learner.learn_batch(items, progress=progress)
 
     def flush_memory(self, timeout: float = 60.0) -> bool:
         return self.writer.flush(timeout) if self.writer is not None else True
@@ -349,6 +325,23 @@ def intent_keys(dataset: Any) -> Any:
     return IntentKeys(catalog_words(
         text for p in dataset.products.values()
         for text in (p.title, p.store or "", p.main_category or "", *p.features, *p.description)))
+
+
+def make_learner(loaded: Any, store: Any, dataset: Any, *, layers: Sequence[int],
+                 sites: Sequence[str] | None = None, negatives: str = DEFAULT_NEGATIVES,
+                 embedder: Any | None = None, fail_closed: bool = False) -> Any:
+    """The shop agent's `memory.learner.Learner`: vectors read in the agent's own
+    decision format (`call_formatter`) at `sites` (the model's `memory_sites` default)
+    and `layers`, each accepted call contrasted by the negative policy `negatives`.
+    Every path that writes the agent's memory builds its learner here."""
+    from memory.build import past_interactions
+    from memory.learner import Learner, negative_policy, steering_extractor
+
+    chosen_sites = list(sites or load_defaults(loaded.model_id)["memory_sites"])
+    pool = past_interactions(dataset) if negatives == "nearest-other-user" else ()
+    policy = negative_policy(negatives, tools=SINGLE_TURN_TOOLS, pool=pool, embedder=embedder)
+    return Learner(store, steering_extractor(loaded, chosen_sites, list(layers)), policy,
+                   call_formatter(loaded), model=loaded, fail_closed=fail_closed)
 
 
 def call_formatter(loaded: Any, track: str = "single"):

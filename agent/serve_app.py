@@ -29,17 +29,16 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from agent.decide import MAX_REQUEST_CHARS
 from agent.serve_batcher import DEFAULT_MAX_WAIT_S, Batched, Batcher, QueueFullError, ShuttingDownError
 from agent.serve_threads import EpisodeThreads, ThreadOwnedError
 from tools.auth import USER_ID_PATTERN, AuthError, Caller, KeyRing, caller_for
 from tools.body_limit import BodyLimit
+from tools.registry import SINGLE_TURN_TOOLS
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_CHARS = 2000
 MAX_BODY_BYTES = 16 * 1024
-# the unpersonalized reading of a request: the negative of online memory entries
-UNPERSONALIZED_TOOL = "search_product_by_query"
 
 
 def _not_blank(text: str) -> str:
@@ -56,8 +55,7 @@ RequestText = Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_CHARS, d
 class AcceptedCall(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Literal["search_product_by_query", "get_recommendations_by_history",
-                  "add_product_review", "get_product_details_by_asin"]
+    name: Literal[SINGLE_TURN_TOOLS]  # type: ignore[valid-type]
     args: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -234,18 +232,15 @@ class AgentService:
         return answer
 
     def _remember(self, user_id: str, request: str, call: dict[str, Any]) -> bool:
-        """Queue an online memory entry (accepted call vs. the unpersonalized search);
-        False when there is no writer, nothing personal to learn, or the queue is full."""
+        """Queue an online memory entry, made by the agent's learner like every other
+        entry (its negative policy); False when there is no writer or the queue is full."""
         writer = getattr(self.agent, "writer", None)
         if writer is None:
             return False
-        from memory.online import add_online
+        from memory.online import Episode
 
-        negative = (UNPERSONALIZED_TOOL, {"query": request})
-        if (call["name"], call.get("args", {})) == negative:
-            return False  # nothing personal to learn from
         try:
-            return add_online(writer, user_id, request, call["name"], dict(call.get("args", {})), negative=negative)
+            return writer.submit(Episode(user_id, request, call["name"], dict(call.get("args", {}))))
         except Exception:
             log.exception("serve: could not queue a memory entry for %s", user_id)
             return False

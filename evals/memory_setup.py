@@ -1,8 +1,8 @@
 """Making sure the evaluated users have memory before memory methods run.
 
-The evaluation builds what is missing with the memory package's own bulk builder
-(`memory.build` with the agent's prompt format, the same code as `fints memory build`): entries already present are
-skipped, so a second run costs nothing. `subsample` cuts each user's past down to a
+The evaluation builds what is missing with the agent's own learner
+(`agent.runtime.make_learner`, the same code as `fints memory build` and the agent's
+memory node): entries already present are skipped, so a second run costs nothing. `subsample` cuts each user's past down to a
 fraction for the sparse-data experiment.
 """
 
@@ -12,9 +12,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
-
-DEFAULT_SITES = ("whole", "attn", "mlp")
-
 
 def memory_layers(methods: Sequence[Any]) -> list[int]:
     """Every layer a steering method among `methods` reads."""
@@ -26,14 +23,12 @@ def ensure_memory(agent: Any, dataset: Any, users: Sequence[str], layers: Sequen
     """Build the users' dictionaries where entries are missing; returns the build report."""
     from dataclasses import asdict
 
-    from agent.runtime import SINGLE_TURN_TOOLS, call_formatter
-    from memory.build import build_memory, past_interactions, steering_extractor
+    from agent.runtime import make_learner
+    from memory.build import past_interactions
 
     target = store if store is not None else agent.store
-    items = past_interactions(dataset, list(users), max_history, tools=SINGLE_TURN_TOOLS)
-    extractor = steering_extractor(agent.loaded, list(DEFAULT_SITES), list(layers))
-    report = build_memory(target, items, extractor, progress=progress,
-                          formatter=call_formatter(agent.loaded))
+    learner = make_learner(agent.loaded, target, dataset, layers=layers, embedder=agent.embedder)
+    report = learner.learn_batch(past_interactions(dataset, list(users), max_history), progress=progress)
     return asdict(report)
 
 

@@ -11,11 +11,10 @@ from typing import Any
 from evals.degeneration import is_degenerate
 from evals.stats import TaskOutcome
 from tools.data import Task
+from tools.registry import SINGLE_TURN_TOOLS
 from tools.scoring import score_call
 
 BATCH = 8  # rows of one batched generate
-SHOP_TOOLS = ("search_product_by_query", "get_recommendations_by_history",
-              "add_product_review", "get_product_details_by_asin")
 
 
 def score_executed(agent: Any, task: Task, call: dict | None) -> tuple[float, float]:
@@ -44,11 +43,13 @@ def batches(tasks: Sequence[Task], size: int = BATCH) -> list[list[Task]]:
 
 
 def run_single(agent: Any, tasks: Sequence[Task], method: Any, *, batch_size: int = BATCH,
-               bar: Any = None) -> list[TaskOutcome]:
-    """One decision per task (batched), executed and scored."""
+               bar: Any = None, decider: Any = None) -> list[TaskOutcome]:
+    """One decision per task (batched), executed and scored; `decider` replaces the
+    agent's decision path (an experiment's own memory)."""
     outcomes = []
     for group in batches(tasks, batch_size):
-        decisions = agent.decide_batch([(t.user_id, t.task) for t in group], method=method)
+        decisions = agent.decide_batch([(t.user_id, t.task) for t in group], method=method,
+                                       decider=decider)
         for task, decision in zip(group, decisions):
             f_acc, r_acc = score_executed(agent, task, decision.call)
             outcomes.append(TaskOutcome(
@@ -87,7 +88,7 @@ def run_multi(agent: Any, tasks: Sequence[Task], method: Any, *, max_steps: int 
         calls = [m.tool_calls[0] for m in episode.messages
                  if isinstance(m, AIMessage) and m.tool_calls]
         shop_calls = [{"name": c["name"], "args": dict(c["args"])} for c in calls
-                      if c["name"] in SHOP_TOOLS]
+                      if c["name"] in SINGLE_TURN_TOOLS]
         final = shop_calls[-1] if shop_calls else None
         f_acc, r_acc = score_executed(agent, task, final) if final else (0.0, 0.0)
         steps = max(1, len(calls))

@@ -232,7 +232,7 @@ def main(
     steered; returns {"users": {user: {"unsteered", "steered", "entries", "tasks"}}}."""
     from agent import SteeredChatModel
     from memory import MemoryStore
-    from memory.embedding import load_embedder
+    from common.embedding import load_embedder
 
     loaded = open_model(model)
     chat = SteeredChatModel(loaded=loaded, max_new_tokens=max_new_tokens, max_string_length=max_string_length)

@@ -16,11 +16,12 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
 
+from agent.decide import Decider
 from agent.graph import AgentDeps, build_graph
 from agent.methods import parse_method
-from agent.steerer import Steerer
 from common.embedding import load_embedder
 from memory import MemoryEntry, MemoryStore, digest_arguments, make_entry_id
+from memory.learner import Learner, negative_policy, steering_extractor
 from tests.tiny_models import tiny_model
 from tools import make_shop_tools
 
@@ -29,7 +30,8 @@ RECOMMEND = {"name": "get_recommendations_by_history", "args": {"product_sequenc
 
 
 class ScriptedChat(BaseChatModel):
-    """Returns the scripted calls in order; records the steering of every call."""
+    """Returns the scripted calls in order; records the steering of every call. The
+    decision path calls `generate_batch`, as it does on `SteeredChatModel`."""
 
     script: list[Any]
     seen: list[dict[str, Any]] = []
@@ -45,6 +47,11 @@ class ScriptedChat(BaseChatModel):
             raise step
         message = AIMessage(content="", tool_calls=[{**step, "id": f"call{len(self.seen)}"}])
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def generate_batch(self, conversations, steering=None, *, tools=None, tool_choice=None,
+                       steering_positions="all"):
+        vectors = steering or [None] * len(conversations)
+        return [self.invoke(messages, steering=vector) for messages, vector in zip(conversations, vectors)]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +90,10 @@ class Writer:
 def make(sample_http, model, store, script, method="steer-attn+mlp-attentive", **kw):
     chat = ScriptedChat(script=script, seen=[])
     chosen = parse_method(method, layers=[1], alpha=1.0, threshold=0.2)
-    deps = AgentDeps(chat=chat, tools=make_shop_tools(sample_http), steerer=Steerer(model, store, chosen),
+    learner = Learner(store, steering_extractor(model, ["whole", "attn", "mlp"], [1]),
+                      negative_policy("other-tools", tools=[SEARCH["name"], RECOMMEND["name"]]), model=model)
+    prompt_memory = kw.pop("prompt_memory", None)
+    deps = AgentDeps(decider=Decider(chat, learner, prompt_memory), tools=make_shop_tools(sample_http),
                      method=chosen, model_id=model.model_id, hidden_size=model.hidden_size, **kw)
     return chat, deps
 
@@ -201,3 +211,27 @@ def test_bad_requests(sample_http, model, store):
         run(graph, "U_CAMPER01", "   ")
     state = run(graph, "U_CAMPER01", "tent " * 1000)
     assert any("truncated" in n for n in state["notices"])
+
+
+def test_concurrent_episodes_keep_their_own_context(sample_http, model, store):
+    """Two users' episodes at once, each with its own product under review and time:
+    every stored review is on its own episode's product (no shared per-call state)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    review = {"name": "add_product_review", "args": {"review": "Works as it should."}}
+    _, deps = make(sample_http, model, store, [review], method="zero-shot")
+    graph = build_graph(deps)
+    asked = {"U_CAMPER01": "B0TENT0001", "U_COFFEE01": "B0PAD00003"}
+
+    def episode(index: int) -> tuple[str, str]:
+        user = list(asked)[index % 2]
+        state = graph.invoke({"messages": [HumanMessage("write my review")], "user_id": user,
+                              "review_asin": asked[user], "as_of": float(index)},
+                             {"configurable": {"thread_id": f"t{index}"}})
+        stored = state["messages"][-1].artifact.review
+        return user, stored.product_asin
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(episode, range(16)))
+    assert len({user for user, _ in results}) == 2
+    assert all(asin == asked[user] for user, asin in results), results

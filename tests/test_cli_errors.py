@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from agent.cli import main
 from memory import MemoryStore
-from memory.cli import split_users
+from agent.memory_cli import split_users
 from memory.synthetic import random_entries
 from memory.transfer import EXPORT_FORMAT
 from tools.shop.sample import write_sample_dataset

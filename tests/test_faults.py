@@ -159,16 +159,15 @@ def poisoned_user(store, norms: dict[str, float], extreme: float) -> str:
 
 def test_poisoned_entry_is_clipped_bounded_and_stays_with_its_user(agent):
     from agent.methods import parse_method
-    from agent.steerer import Steerer
+    from steering import reference_norms
     from tests.test_serve_fixtures import TINY_STEERING
 
     method = parse_method("steer-attn+mlp-mean", agent.loaded.model_id, **{**TINY_STEERING, "threshold": 0.0})
-    steerer = Steerer(agent.loaded, agent.store, method)
     other = [(user, requests[0]) for user, requests in MEMORY.items()]
     before = [agent.decide(u, r, method=method) for u, r in other]
 
-    poison_id = poisoned_user(agent.store, steerer.norms, extreme=1e6)
-    decision = steerer.decide("U_POISONED", "camping gear for a trip")
+    poison_id = poisoned_user(agent.store, reference_norms(agent.loaded), extreme=1e6)
+    decision = agent.learner.steering_for("U_POISONED", "camping gear for a trip", method)
     assert decision.applied and poison_id in decision.entry_ids and len(decision.entry_ids) == 4
     found = agent.store.retrieve("U_POISONED", "camping gear for a trip", k=4, threshold=0.0)
     poison = found.vectors["attn.1"][found.entry_ids.index(poison_id)]

@@ -22,7 +22,6 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Known edges against the grain, each to be removed by the work named beside it.
 KNOWN: set[tuple[str, str]] = {
-    ("memory.cli", "agent.runtime"),  # removed by the learner work
 }
 # Known cycles, each to be broken by the work named beside it.
 KNOWN_CYCLES: list[list[str]] = [

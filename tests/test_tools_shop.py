@@ -59,6 +59,7 @@ def test_tool_names_and_schemas_hide_the_user(http):
     assert list(schemas["respond"]["properties"]) == ["content"]
     assert schemas["stop"]["properties"] == {}
     assert all("user_id" not in str(s) for s in schemas.values())
+    assert all("as_of" not in str(s) and "review_asin" not in str(s) for s in schemas.values())
 
 
 def test_search_result_is_text_for_the_model_and_asins_for_scoring(http):
@@ -101,13 +102,19 @@ def test_tool_errors_are_messages_not_exceptions(http, tool, args, expected):
 
 
 def test_a_recommendation_naming_no_products_uses_the_signed_in_users_purchases(http):
-    orders = {"U_CAMPER01": ["B0TENT0001", "B0STOVE004"], "U_NEW": []}
-    tools = by_name(make_shop_tools(http, history=orders.__getitem__))
+    orders = {"U_CAMPER01": [(1.0, "B0TENT0001"), (2.0, "B0STOVE004")], "U_NEW": []}
+
+    def history(user: str, as_of: float | None) -> list[str]:
+        return [asin for when, asin in orders[user] if as_of is None or when <= as_of]
+
+    tools = by_name(make_shop_tools(http, history=history))
     recommend = tools["get_recommendations_by_history"]
     implied = call(recommend, user_id="U_CAMPER01")
-    named = call(recommend, product_sequence=orders["U_CAMPER01"], user_id="U_CAMPER01")
+    named = call(recommend, product_sequence=["B0TENT0001", "B0STOVE004"], user_id="U_CAMPER01")
     assert implied.artifact.ok and implied.artifact.asins == named.artifact.asins
     assert "after 2 products" in implied.content
+    earlier = call(recommend, user_id="U_CAMPER01", as_of=1.5)  # the call's own time
+    assert "after 1 products" in earlier.content
     nothing = call(recommend, user_id="U_NEW")
     assert nothing.content.startswith("Error: ") and "no purchases yet" in nothing.content
 
@@ -127,15 +134,18 @@ def test_shop_down_is_a_message(tmp_path):
 class AgentState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
     user_id: str
+    review_asin: str | None
+    as_of: float | None
 
 
 def test_user_id_is_injected_from_graph_state(http):
     graph = StateGraph(AgentState)
-    graph.add_node("tools", ToolNode(make_shop_tools(http, review_asin=lambda u: "B0PAD00003")))
+    graph.add_node("tools", ToolNode(make_shop_tools(http)))
     graph.add_edge(START, "tools")
     request = AIMessage("", tool_calls=[{"name": "add_product_review", "id": "c1",
                                          "args": {"review": "Packs small, sleeps well."}}])
-    out = graph.compile().invoke({"messages": [request], "user_id": "U_CAMPER02"})
+    out = graph.compile().invoke({"messages": [request], "user_id": "U_CAMPER02",
+                                  "review_asin": "B0PAD00003", "as_of": None})
     out["messages"] = out["messages"][1:]
     review = out["messages"][0].artifact.review
     assert (review.user_id, review.product_asin) == ("U_CAMPER02", "B0PAD00003")

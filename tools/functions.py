@@ -3,7 +3,9 @@
 The model sees only PersonalWAB's arguments. The user id is not one of them: it comes
 from the graph state (`InjectedState("user_id")`, filled by LangGraph's ToolNode) or is
 bound when the tools are made for one user; a call with neither, or with a state user
-that contradicts the bound one, is refused (isolation fails closed).
+that contradicts the bound one, is refused (isolation fails closed). The rest of the
+call's own context travels the same way, never in shared dicts: the product a review is
+about (`review_asin`) and the task's time (`as_of`, where the purchase history stops).
 
 Every tool returns (text for the model, `ToolResult`) - `response_format=
 "content_and_artifact"` - so a ToolMessage carries the ranked ASINs in `.artifact` for
@@ -28,14 +30,6 @@ from tools.results import (
 )
 from tools.shop.models import MAX_SEQUENCE, ProductDetails, ProductSummary, Review
 
-TOOL_NAMES = (
-    "search_product_by_query",
-    "get_recommendations_by_history",
-    "add_product_review",
-    "get_product_details_by_asin",
-    "stop",
-    "respond",
-)
 
 
 class ShopTransport(Protocol):
@@ -48,6 +42,8 @@ class ShopTransport(Protocol):
 
 
 UserId = Annotated[str | None, InjectedState("user_id")]
+ReviewAsin = Annotated[str | None, InjectedState("review_asin")]
+AsOf = Annotated[float | None, InjectedState("as_of")]
 
 
 class SearchArgs(BaseModel):
@@ -62,11 +58,13 @@ class RecommendArgs(BaseModel):
         "leave it out to use the signed-in user's purchase history",
     )
     user_id: UserId = None
+    as_of: AsOf = None
 
 
 class ReviewArgs(BaseModel):
     review: str = Field(description="the review text, written in the user's own voice")
     user_id: UserId = None
+    review_asin: ReviewAsin = None
 
 
 class DetailsArgs(BaseModel):
@@ -102,22 +100,20 @@ DESCRIPTIONS = {
 def make_shop_tools(
     transport: ShopTransport,
     user_id: str | None = None,
-    review_asin: Callable[[str], str | None] | None = None,
     on_respond: Callable[[str], str] | None = None,
-    history: Callable[[str], list[str]] | None = None,
+    history: Callable[[str, float | None], list[str]] | None = None,
 ) -> list[BaseTool]:
     """The six PersonalWAB tools over `transport`.
 
     Args:
         transport: where the shop is (HTTP or browser).
         user_id: bind the tools to one user; otherwise the graph state's `user_id` is used.
-        review_asin: maps a user id to the product being reviewed in the current task
-            (PersonalWAB's review call names no product), or None.
         on_respond: the simulated user's answer to `respond(content)`; without it the tool
             only confirms that the message was sent.
-        history: maps a user id to their purchase history (ASINs, oldest first), used when
-            a recommendation names no products: a shop knows its signed-in customer's
-            orders, and a model cannot be expected to recite thirty ASINs.
+        history: maps (user id, the call's `as_of` time or None) to their purchase
+            history (ASINs, oldest first), used when a recommendation names no products:
+            a shop knows its signed-in customer's orders, and a model cannot be expected
+            to recite thirty ASINs.
     """
 
     def who(state_user: str | None) -> str:
@@ -136,13 +132,14 @@ def make_shop_tools(
         return ToolResult("search_product_by_query", render_products(heading, products),
                           products=products)
 
-    def recommend(product_sequence: list[str] | None = None, user_id: str | None = None) -> ToolResult:
+    def recommend(product_sequence: list[str] | None = None, user_id: str | None = None,
+                  as_of: float | None = None) -> ToolResult:
         user = who(user_id)
         if not product_sequence:
             if history is None:
                 raise ShopError("product_sequence is empty and this shop has no purchase "
                                 "history for the user; name the products (ASINs, oldest first)")
-            product_sequence = history(user)[-MAX_SEQUENCE:]
+            product_sequence = history(user, as_of)[-MAX_SEQUENCE:]
             if not product_sequence:
                 raise ShopError(f"user {user!r} has no purchases yet; search instead, or name "
                                 "the products to recommend from")
@@ -151,9 +148,9 @@ def make_shop_tools(
         return ToolResult("get_recommendations_by_history", render_products(heading, products),
                           products=products)
 
-    def review(review: str, user_id: str | None = None) -> ToolResult:
+    def review(review: str, user_id: str | None = None, review_asin: str | None = None) -> ToolResult:
         user = who(user_id)
-        stored = transport.add_review(user, review, review_asin(user) if review_asin else None)
+        stored = transport.add_review(user, review, review_asin)
         return ToolResult("add_product_review", render_review(stored), review=stored)
 
     def details(product_asin: str, user_id: str | None = None) -> ToolResult:

@@ -1,10 +1,11 @@
-"""Pieces the experiments share: the default steering method, a side store, swapping
-the agent's memory for one experiment and back."""
+"""Pieces the experiments share: the default steering method and a side store that an
+experiment learns into and decides from, passed explicitly."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +15,37 @@ DEFAULT_STEERING = DEFAULT_METHOD
 ABLATION_USERS = 6  # ablations run on a subset of users; the report says which
 
 
+@dataclass(frozen=True)
+class SideMemory:
+    """An experiment's own store, with the learner that writes it and the decision path
+    that reads it; the agent's own memory is never touched."""
+
+    store: Any
+    learner: Any
+    decider: Any
+
+
 @contextmanager
-def side_memory(ctx: Any, path: Path, prompt_memory: Any = None) -> Iterator[Any]:
-    """Open a separate store at `path` and make the agent use it (and optionally another
-    prompt memory) inside the block; the agent's own memory is back afterwards."""
+def side_memory(ctx: Any, path: Path, prompt_memory: Any = None,
+                layers: Sequence[int] | None = None) -> Iterator[SideMemory]:
+    """A separate store at `path`, learnt at `layers` (the default method's when None);
+    decide with `.decider` (it reads this store and `prompt_memory`, else the agent's)."""
+    from dataclasses import replace
+
+    from agent.runtime import intent_keys, make_learner
     from memory import MemoryStore
 
     agent = ctx.agent
-    from agent.runtime import intent_keys
-
     store = MemoryStore(path, agent.loaded.model_id, agent.loaded.hidden_size, agent.embedder,
                         keys=intent_keys(ctx.dataset))
-    saved = (agent.store, agent.prompt_memory)
-    agent.store = store
-    if prompt_memory is not None:
-        agent.prompt_memory = prompt_memory
     try:
-        yield store
+        learner = make_learner(agent.loaded, store, ctx.dataset,
+                               layers=layers or ctx.method(DEFAULT_STEERING).layers,
+                               embedder=agent.embedder)
+        decider = replace(agent.decider, learner=learner,
+                          prompt_memory=prompt_memory if prompt_memory is not None else agent.prompt_memory)
+        yield SideMemory(store, learner, decider)
     finally:
-        agent.store, agent.prompt_memory = saved
         store.close()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from evals.experiments.common import DEFAULT_STEERING, fresh_dir, side_memory, subset
-from evals.memory_setup import DEFAULT_SITES
 from evals.plots import lines
 from evals.runner import score_executed
 from evals.stats import TaskOutcome, summarize_method
@@ -53,22 +52,20 @@ def pick_users(ctx: Any) -> list[str]:
 def run_variant(ctx: Any, name: str, method: Any, streams: dict[str, list[Any]], bar: Any) -> list[TaskOutcome]:
     """Decide at step i for every user in one batch, score, then add the gold calls."""
     from agent.prompt_memory import PastCall, PromptMemory
-    from agent.runtime import SINGLE_TURN_TOOLS, call_formatter, intent_keys
-    from memory.build import steering_extractor
+    from agent.runtime import intent_keys
     from memory.online import Episode, OnlineWriter
 
     agent = ctx.agent
     prompt = PromptMemory(agent.embedder, intent_keys(ctx.dataset))
     outcomes: list[TaskOutcome] = []
     path = fresh_dir(ctx.out / "online" / f"memory_{name}")  # users start with EMPTY memory
-    with side_memory(ctx, path, prompt) as store:
-        extractor = steering_extractor(agent.loaded, list(DEFAULT_SITES), list(method.layers))
-        writer = OnlineWriter(store, extractor, formatter=call_formatter(agent.loaded),
-                              tools=SINGLE_TURN_TOOLS)
+    with side_memory(ctx, path, prompt, method.layers if method.steers else None) as side:
+        writer = OnlineWriter(side.learner)  # the agent's memory node's writer and learner
         try:
             for step in range(max(len(s) for s in streams.values())):
                 due = [s[step] for s in streams.values() if step < len(s)]
-                decisions = agent.decide_batch([(t.user_id, t.task) for t in due], method=method)
+                decisions = agent.decide_batch([(t.user_id, t.task) for t in due], method=method,
+                                               decider=side.decider)
                 for task, decision in zip(due, decisions):
                     f_acc, r_acc = score_executed(agent, task, decision.call)
                     outcomes.append(TaskOutcome(task.task_id, task.user_id, task.type,

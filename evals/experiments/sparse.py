@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from evals.experiments.common import DEFAULT_STEERING, fresh_dir, side_memory, subset
-from evals.memory_setup import ensure_memory, interactions_per_user, memory_layers, subsample
+from evals.memory_setup import interactions_per_user, memory_layers, subsample
+from memory.build import past_interactions
 from evals.plots import lines
 from evals.runner import run_single
 from evals.stats import summarize_method
@@ -37,12 +38,12 @@ def run_sparse(ctx: Any) -> dict:
         for fraction in sorted(FRACTIONS):
             data = subsample(ctx.dataset, users, fraction)
             prompt = PromptMemory.from_dataset(data, ctx.agent.embedder, users)
-            with side_memory(ctx, ctx.out / "sparse" / "memory", prompt) as store:
-                ensure_memory(ctx.agent, data, users, layers, store=store, max_history=10_000,
-                              progress=False)
+            with side_memory(ctx, ctx.out / "sparse" / "memory", prompt, layers) as side:
+                side.learner.learn_batch(past_interactions(data, users, None), progress=False)
                 row: list[Any] = [f"{fraction:.0%}", interactions_per_user(data, users)]
                 for method in methods:
-                    summary = summarize_method(run_single(ctx.agent, tasks, method, bar=bar))
+                    summary = summarize_method(run_single(ctx.agent, tasks, method, bar=bar,
+                                                          decider=side.decider))
                     summaries[f"{method.name}@{fraction:.0%}"] = summary
                     row += [summary["overall"]["function_acc"], summary["overall"]["result_acc"]]
                 rows.append(row)

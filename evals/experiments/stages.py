@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from evals.stats import wilson_interval
-from memory.retrieval import attentive_weights
-from tools.data.records import TOOL_FOR_TYPE
+from steering.weights import attentive_weights
+from tools.registry import TOOL_FOR_TYPE
 
 STAGE_METHODS = ("zero-shot", "prompt-k5", "nearest-call", "steer-whole-attentive", "steer-whole-mean",
                  "steer-attn+mlp-attentive", "steer-attn+mlp-mean")
@@ -39,54 +39,48 @@ def weighted_vote(tools: list[str], weights: list[float]) -> str | None:
 
 
 def decide_stage(agent: Any, tasks: list[Any], name: str, batch: int, bar: Any,
-                 method: Any = None) -> list[dict]:
-    """One row per task: decision, retrieved tool and what was retrieved. `method`
+                 method: Any = None, decider: Any = None) -> list[dict]:
+    """One row per task: decision, retrieved tool and what was retrieved, through the
+    agent's decision path (`decider` when given: an experiment's own memory). `method`
     overrides the settings `name` stands for (the sweep's alpha and layers)."""
-    from langchain_core.messages import HumanMessage, SystemMessage
-
+    from agent.decide import Row
     from agent.methods import parse_method
-    from agent.prompt_memory import render_memory
 
     if method is None:
         method = parse_method("prompt-k1" if name == "nearest-call" else name, agent.loaded.model_id)
-    steerer = agent.steerer(method) if method.steers else None
+    decider = decider or agent.decider
     rows = []
     for start in range(0, len(tasks), batch):
         group = tasks[start:start + batch]
-        conversations, vectors, found = [], [], []
-        for task in group:
-            if steerer is not None:
-                decision = steerer.decide(task.user_id, task.task)
-                vectors.append(decision.vector)
-                found.append({"tool": weighted_vote(decision.matched_tools, decision.weights)
-                              if decision.applied else None,
-                              "entries": decision.entry_ids, "weights": decision.weights,
-                              "reason": decision.reason})
-                conversations.append([HumanMessage(task.task)])
-                continue
-            scored = agent.prompt_memory.scored(task.user_id, task.task, max(method.k, 5))
-            weights = [float(w) for w in attentive_weights(np.array([s for _, s in scored]), method.temperature)]
-            found.append({"tool": weighted_vote([c.tool for c, _ in scored], weights),
-                          "entries": [c.request for c, _ in scored],
-                          "weights": [round(w, 4) for w in weights]})
-            shown = [c for c, _ in scored[:method.k]]
-            messages: list[Any] = [SystemMessage(render_memory(shown))] if shown and method.kind == "prompt_memory" else []
-            conversations.append([*messages, HumanMessage(task.task)])
-            vectors.append(None)
+        asked = [Row(task.user_id, task.task) for task in group]
+        steering = decider.steering(method, asked)
+        if method.steers:
+            found = [{"tool": weighted_vote(d.matched_tools, d.weights) if d.applied else None,
+                      "entries": d.entry_ids, "weights": d.weights} for d in steering]
+        else:
+            found = [_prompt_found(decider.prompt_memory, task, method) for task in group]
         if name == "nearest-call":
-            chosen = [agent.prompt_memory.top_k(t.user_id, t.task, 1) for t in group]
+            chosen = [decider.prompt_memory.top_k(t.user_id, t.task, 1) for t in group]
             tools = [c[0].tool if c else None for c in chosen]
         else:
-            tools = agent.chat.choose_tools(conversations, vectors if any(v is not None for v in vectors) else None,
-                                            tools=agent.tool_specs(), positions="last")
+            tools = decider.choose(method, asked, agent.tool_specs(), steering=steering)
         for task, tool, got in zip(group, tools, found):
             rows.append({"task_id": task.task_id, "user_id": task.user_id, "type": task.type,
                          "gold": TOOL_FOR_TYPE[task.type], "decision": tool, "retrieved_tool": got["tool"],
                          "entries": got["entries"], "weights": [float(w) for w in got["weights"]],
-                         "steered": steerer is not None and got["tool"] is not None})
+                         "steered": method.steers and got["tool"] is not None})
         if bar is not None:
             bar.update(len(group))
     return rows
+
+
+def _prompt_found(prompt_memory: Any, task: Any, method: Any) -> dict:
+    """What prompt memory retrieves for the task (its top 5, softmax-weighted like the
+    store's retrieval), for the retrieval stage of methods without vectors."""
+    scored = prompt_memory.scored(task.user_id, task.task, max(method.k, 5))
+    weights = [float(w) for w in attentive_weights(np.array([s for _, s in scored]), method.temperature)]
+    return {"tool": weighted_vote([c.tool for c, _ in scored], weights),
+            "entries": [c.request for c, _ in scored], "weights": [round(w, 4) for w in weights]}
 
 
 def stage_summary(rows: list[dict], zero: list[dict] | None) -> dict:

@@ -7,20 +7,19 @@ the retrieved entries vote for) beside F. Acc. Arguments are written unsteered i
 "decision" positions, so strength cannot garble them; what can go wrong is a vector too
 weak to move the choice or strong enough to push every row to one tool, and the curve
 of F. Acc against alpha shows both ends. The chosen setting is the most accurate one
-(then the most obedient, then the weakest); `write_defaults` stores it in
-agent/defaults.json under the model id.
+(then the most obedient, then the weakest); `write_defaults` stores it in the
+user's defaults file under the model id (agent.config; the package is not written).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
 from evals.experiments.common import side_memory
 from evals.experiments.stages import decide_stage, stage_summary
-from evals.memory_setup import ensure_memory
+from memory.build import past_interactions
 from evals.plots import lines
 from evals.tasks import select_users, tasks_of
 
@@ -48,14 +47,14 @@ def run_sweep(ctx: Any) -> dict:
     layers = sorted({layer for ls in LAYER_SETS for layer in ls})
     settings = grid()
     results = []
-    with side_memory(ctx, ctx.out / "sweep" / "memory"):
-        ensure_memory(ctx.agent, ctx.dataset, users, layers, store=ctx.agent.store,
-                      progress=ctx.progress)
+    with side_memory(ctx, ctx.out / "sweep" / "memory", layers=layers) as side:
+        side.learner.learn_batch(past_interactions(ctx.dataset, users), progress=ctx.progress)
         with ctx.bar(len(settings) * len(tasks), "sweep") as bar:
             for setting in settings:
                 name = f"steer-{setting['site']}-attentive"
                 method = ctx.method(name, alpha=setting["alpha"], layers=setting["layers"])
-                rows = decide_stage(ctx.agent, tasks, name, ctx.batch_size, bar, method=method)
+                rows = decide_stage(ctx.agent, tasks, name, ctx.batch_size, bar, method=method,
+                                    decider=side.decider)
                 summary = stage_summary(rows, None)
                 results.append({**setting, "function_acc": summary["function_acc"],
                                 "obedience": summary["obedience"],
@@ -81,16 +80,9 @@ def run_sweep(ctx: Any) -> dict:
 
 
 def write_defaults(model_id: str, chosen: dict, path: Path | None = None) -> dict:
-    """Store the chosen alpha/layers under the model id in agent/defaults.json."""
-    if path is None:
-        from importlib import resources
+    """Store the chosen alpha/layers under the model id in the user's defaults file
+    (`path`, else `agent.config.user_config_path()`), never in the package."""
+    from agent.config import write_user_defaults
 
-        path = Path(str(resources.files("agent").joinpath("defaults.json")))
-    table = json.loads(path.read_text())
-    entry = dict(table.get(model_id, {}))
-    entry.update({k: chosen[k] for k in ("alpha", "layers")})
-    table[model_id] = entry
-    from evals.report import write_atomic
-
-    write_atomic(path, json.dumps(table, indent=2) + "\n")
+    entry, _ = write_user_defaults(model_id, {k: chosen[k] for k in ("alpha", "layers")}, path)
     return entry

@@ -1,4 +1,5 @@
-"""Subcommands of `fints` for this package (see agent/cli.py).
+"""The `fints memory` subcommands (see agent/cli.py): the application over the memory
+package, building with the agent's own learner (`agent.runtime.make_learner`).
 
 `fints memory build|stats|forget|audit|export|import|expire` and `fints bench memory`.
 Registration imports nothing heavy; chromadb, torch and the embedder load in handlers.
@@ -11,6 +12,9 @@ import json
 import sys
 from dataclasses import asdict
 from functools import wraps
+
+from common.users import split_users
+from memory.learner import DEFAULT_NEGATIVES, NEGATIVE_POLICIES
 
 STORE_HELP = "store directory or http://host:port of a `chroma run` server " \
     "(default: $FINTS_MEMORY_DIR, then the user data dir)"
@@ -27,7 +31,7 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     build.add_argument("--sites", default="whole,attn,mlp", help="comma-separated sites")
     build.add_argument("--layers", help="comma-separated layer indices (default: the layers "
                                         "the default steering method reads, agent/defaults.json)")
-    build.add_argument("--negatives", default="other-tools", choices=("other-tools", "nearest-other-user"),
+    build.add_argument("--negatives", default=DEFAULT_NEGATIVES, choices=NEGATIVE_POLICIES,
                        help="negative policy: what each accepted call is contrasted with (recorded "
                             "in every entry; see docs/memory.md)")
     build.add_argument("--max-history", type=int, default=None,
@@ -131,13 +135,6 @@ def _open(args: argparse.Namespace, read_only: bool = False, must_exist: bool = 
         raise StoreError(f"cannot open the memory store {location}: {type(error).__name__}: {error}") from None
 
 
-def split_users(values: list[str] | None) -> list[str] | None:
-    """`--users U1 U2`, `--users U1,U2` and `--users "U1, U2"` all mean [U1, U2]."""
-    if values is None:
-        return None
-    return [user for value in values for user in value.replace(",", " ").split()]
-
-
 def _unknown_users(users: list[str], known: set[str] | list[str], where: str) -> None:
     from memory.entry import MemoryInputError
 
@@ -149,46 +146,38 @@ def _unknown_users(users: list[str], known: set[str] | list[str], where: str) ->
 
 @_clear_errors
 def _build(args: argparse.Namespace) -> int:
-    import steering
-    from memory.build import build_memory, past_interactions, steering_extractor
-    from memory.embedding import load_embedder
+    from agent.methods import load_defaults
+    from agent.runtime import intent_keys, make_learner
+    from memory.build import past_interactions
+    from common.embedding import load_embedder
+    from memory.entry import MemoryInputError, check_vector_key
     from steering.model import load_model
     from tools.data import DataError, load_dataset
 
-    if not hasattr(steering, "extract_vectors"):
-        print("fints memory build: the steering core has no extract_vectors yet", file=sys.stderr)
-        return 1
     try:
         dataset = load_dataset(args.data)
     except DataError as error:
         print(f"fints memory build: {error}", file=sys.stderr)
         return 1
-    from agent.runtime import call_formatter
-    from memory.entry import MemoryInputError, check_vector_key
-
     users = split_users(args.users)
     if users is not None:
         _unknown_users(users, dataset.profiles, f"the data set {args.data}")
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
-    from agent.methods import load_defaults
-    from agent.runtime import SINGLE_TURN_TOOLS, intent_keys
-
     layers_text = args.layers or ",".join(str(x) for x in load_defaults()["layers"])
     layers = [x.strip() for x in layers_text.split(",") if x.strip()]
     if not sites or not layers or not all(x.isdigit() for x in layers):
         raise MemoryInputError("--sites are whole, attn, mlp and --layers whole numbers, comma-separated")
     for site in sites:
         check_vector_key(f"{site}.0")
-    layers = [int(x) for x in layers]
     embedder = load_embedder()
-    items = past_interactions(dataset, users, args.max_history, embedder=embedder,
-                              negatives=args.negatives, tools=SINGLE_TURN_TOOLS)
     loaded = load_model(args.model)
     with _open(args, must_exist=False, model_id=loaded.model_id, hidden_size=loaded.hidden_size,
                embedder=embedder, keys=intent_keys(dataset)) as store:
-        report = build_memory(store, items, steering_extractor(loaded, sites, layers),
-                              batch_size=args.batch, formatter=call_formatter(loaded))
-        print(json.dumps(asdict(report) | {"store": str(store.location),
+        learner = make_learner(loaded, store, dataset, layers=[int(x) for x in layers], sites=sites,
+                               negatives=args.negatives, embedder=embedder)
+        report = learner.learn_batch(past_interactions(dataset, users, args.max_history),
+                                     batch_size=args.batch)
+        print(json.dumps(asdict(report) | {"store": str(store.location), "negatives": args.negatives,
                                            "entries_in_store": store.count()}))
     return 0
 

@@ -1,0 +1,105 @@
+"""The one decision path: the graph's nodes, the service's batcher and the evaluation
+all decide through `Decider.decide`, so what is measured is what `fints run` does.
+
+A decision is: the request cleaned and bounded, the user's steering for it (the
+learner's, or none), the messages the model reads (prompt memory added for
+`prompt-k*`), one batched generation with each row steered by its own vector, and one
+action per reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from agent.methods import Method
+from agent.prompt_memory import PromptMemory, render_memory
+from memory.steerer import SteeringDecision
+
+MAX_REQUEST_CHARS = 2000
+
+
+def clean_request(text: str) -> tuple[str, list[str]]:
+    """The request stripped and bounded, with a notice when it was cut; an empty one is
+    refused."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty request: say what you want from the shop")
+    if len(text) > MAX_REQUEST_CHARS:
+        return text[:MAX_REQUEST_CHARS], [f"request truncated from {len(text)} to {MAX_REQUEST_CHARS} characters"]
+    return text, []
+
+
+@dataclass(frozen=True)
+class Row:
+    """One decision to make: who asks, what, and the conversation so far (None: just
+    the request)."""
+
+    user_id: str | None
+    request: str
+    messages: tuple[BaseMessage, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Decider:
+    """The model, the user's memory and the prompt memory, used the same way by every
+    caller. `learner` None means no store: steering methods answer unsteered, flagged."""
+
+    chat: Any  # agent.chat_model.SteeredChatModel, tools unbound
+    learner: Any | None  # memory.learner.Learner
+    prompt_memory: PromptMemory | None = None
+    system_prompt: str | None = None
+
+    def steering(self, method: Method, rows: Sequence[Row]) -> list[SteeringDecision]:
+        """Each row's steering: retrieval per user, or a reason not to steer."""
+        if not method.steers:
+            return [SteeringDecision(False, f"method {method.name} does not steer") for _ in rows]
+        if self.learner is None:
+            return [SteeringDecision(False, "no memory store configured", fallback=True) for _ in rows]
+        return [self.learner.steering_for(row.user_id, row.request, method) for row in rows]
+
+    def conversation(self, method: Method, row: Row) -> list[BaseMessage]:
+        """What the model reads: instructions and prompt memory, then the conversation."""
+        system = [self.system_prompt] if self.system_prompt else []
+        if method.kind == "prompt_memory" and self.prompt_memory is not None:
+            past = self.prompt_memory.top_k(row.user_id, row.request, method.k)
+            if past:
+                system.append(render_memory(past))
+        messages: list[BaseMessage] = [SystemMessage("\n\n".join(system))] if system else []
+        history = row.messages if row.messages is not None else (HumanMessage(row.request),)
+        messages.extend(m for m in history if not isinstance(m, SystemMessage))
+        return messages
+
+    def decide(self, method: Method, rows: Sequence[Row], tools: Sequence[Any], *,
+               steering: Sequence[SteeringDecision] | None = None
+               ) -> list[tuple[AIMessage, SteeringDecision]]:
+        """One batched generation, one call per row (`steering` when already chosen, as
+        the graph's steer node does; else chosen here)."""
+        chosen = list(steering) if steering is not None else self.steering(method, rows)
+        replies = self.chat.generate_batch(
+            [self.conversation(method, row) for row in rows], steering=[s.vector for s in chosen],
+            tools=list(tools), tool_choice="any", steering_positions=method.positions,
+        )
+        return [(_one_action(reply), s) for reply, s in zip(replies, chosen)]
+
+    def choose(self, method: Method, rows: Sequence[Row], tools: Sequence[Any], *,
+               steering: Sequence[SteeringDecision] | None = None) -> list[str | None]:
+        """Decision-only: the tool each row's call would name, from one prefill per row
+        under the same messages, grammar and steering as `decide` (the name is written
+        only as far as it is unique; `SteeredChatModel.choose_tools`)."""
+        chosen = list(steering) if steering is not None else self.steering(method, rows)
+        vectors = [s.vector for s in chosen]
+        return self.chat.choose_tools([self.conversation(method, row) for row in rows],
+                                      vectors if any(v is not None for v in vectors) else None,
+                                      tools=list(tools), positions="last")
+
+
+def _one_action(reply: Any) -> AIMessage:
+    if not isinstance(reply, AIMessage):
+        return AIMessage(content=str(getattr(reply, "content", reply)))
+    if len(reply.tool_calls) > 1:  # exactly one action per step
+        return reply.model_copy(update={"tool_calls": reply.tool_calls[:1]})
+    return reply
