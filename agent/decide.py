@@ -74,14 +74,15 @@ class Decider:
         return messages
 
     def decide(self, method: Method, rows: Sequence[Row], tools: Sequence[Any], *,
-               steering: Sequence[SteeringDecision] | None = None
+               steering: Sequence[SteeringDecision] | None = None, tool_choice: Any = "any",
                ) -> list[tuple[AIMessage, SteeringDecision]]:
         """One batched generation, one call per row (`steering` when already chosen, as
-        the graph's steer node does; else chosen here)."""
+        the graph's steer node does; else chosen here); `tool_choice` as the chat model
+        reads it (a client's own, on the OpenAI-compatible endpoint)."""
         chosen = list(steering) if steering is not None else self.steering(method, rows)
         replies = self.chat.generate_batch(
             [self.conversation(method, row) for row in rows], steering=[s.vector for s in chosen],
-            tools=list(tools), tool_choice="any", steering_positions=method.positions,
+            tools=list(tools), tool_choice=tool_choice, steering_positions=method.positions,
         )
         return [(_one_action(reply), s) for reply, s in zip(replies, chosen)]
 

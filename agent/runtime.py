@@ -59,6 +59,7 @@ class Decision:
     malformed: bool = False
     raw: str = ""  # the text the model wrote (a valid call's too)
     prompt_tokens: int = 0
+    reply: AIMessage | None = field(default=None, repr=False, compare=False)  # the chat model's answer
 
 
 @dataclass
@@ -184,17 +185,21 @@ class FintsAgent:
         return self.decide_batch([(user_id, request)], method=method)[0]
 
     def decide_batch(
-        self, items: Sequence[tuple[str | None, str]], *, method: Method | None = None,
-        decider: Decider | None = None,
+        self, items: Sequence[tuple[str | None, str | Row]], *, method: Method | None = None,
+        decider: Decider | None = None, tools: Sequence[Any] | None = None, tool_choice: Any = "any",
     ) -> list[Decision]:
         """Decide for several (user, request) pairs in ONE batched generate, each row
         steered by its own user's vectors, through the graph's own decision path
         (`agent.decide`); `decider` replaces this agent's (an experiment's own memory).
+        A request may be a `Row` (a conversation), and `tools` / `tool_choice` replace
+        the shop's tools and forced call (the OpenAI-compatible endpoint's client tools).
         Latency is per batch, shared by its rows."""
         chosen = method or self.method
         started = time.perf_counter()
-        rows = [Row(user_id, clean_request(request)[0]) for user_id, request in items]
-        made = (decider or self.decider).decide(chosen, rows, self.tool_specs())
+        rows = [request if isinstance(request, Row) else Row(user_id, clean_request(request)[0])
+                for user_id, request in items]
+        made = (decider or self.decider).decide(chosen, rows, self.tool_specs() if tools is None else tools,
+                                                tool_choice=tool_choice)
         elapsed = time.perf_counter() - started
         return [_decision(reply, steering, elapsed) for reply, steering in made]
 
@@ -292,10 +297,10 @@ def _decision(reply: AIMessage, steering: SteeringDecision, elapsed: float) -> D
     if reply.tool_calls:
         call = {"name": reply.tool_calls[0]["name"], "args": dict(reply.tool_calls[0]["args"])}
         return Decision(call, steering.summary(), elapsed, prompt_tokens=usage.get("input_tokens", 0),
-                        raw=str(reply.response_metadata.get("generated_text", "")))
+                        raw=str(reply.response_metadata.get("generated_text", "")), reply=reply)
     raw = reply.invalid_tool_calls[0]["args"] if reply.invalid_tool_calls else str(reply.content)
     return Decision(None, steering.summary(), elapsed, malformed=True, raw=str(raw or ""),
-                    prompt_tokens=usage.get("input_tokens", 0))
+                    prompt_tokens=usage.get("input_tokens", 0), reply=reply)
 
 
 def _episode(state: dict[str, Any], elapsed: float, thread: str) -> EpisodeResult:
