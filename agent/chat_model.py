@@ -279,9 +279,10 @@ class SteeredChatModel(BaseChatModel):
         choices = [choice] * rows
         if positions == "decision":
             if self._constrained(choice) and not choice.text:  # steered or not: one way to pick
-                picked = self.choose_tools(conversations, vectors, tools=tools or [], positions="last")
-                choices = [resolve_tool_choice(choice.call_tools, name) if name else choice
-                           for name in picked]
+                if len(choice.call_tools) > 1:  # among the tools the call may name (one: nothing to pick)
+                    picked = self.choose_tools(conversations, vectors, tools=choice.call_tools, positions="last")
+                    choices = [resolve_tool_choice(choice.call_tools, name) if name else choice
+                               for name in picked]
                 vectors = None
             positions = "all"  # where a call is not required, "decision" steers everywhere
         out = self._run(loaded, token_rows, vectors, choices, template, budget, stops, positions)
