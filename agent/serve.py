@@ -22,7 +22,8 @@ def register_serve(groups: dict[str, argparse._SubParsersAction]) -> None:
     """`fints serve` and `fints bench serve` (called by agent/commands.py)."""
     from agent.serve_bench import add_bench_parser
 
-    parser = groups[""].add_parser("serve", help="serve the agent over HTTP (batched, steered per user)")
+    parser = groups[""].add_parser("serve", help="serve the agent over HTTP (batched, steered per user; "
+                                   "also an OpenAI-compatible /v1/chat/completions)")
     add_agent_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8700)
@@ -92,7 +93,8 @@ def _serve(args: argparse.Namespace) -> int:
         service = AgentService(agent, settings)
         try:
             auth = f"{len(keys.active())} API keys from {keys.path}" if keys else "NO AUTHENTICATION (--insecure)"
-            print(f"fints serve: http://{args.host}:{args.port}/v1/act (OpenAPI at /docs; {auth})", flush=True)
+            print(f"fints serve: http://{args.host}:{args.port}/v1/act, and OpenAI's /v1/chat/completions for "
+                  f"model {agent.loaded.model_id!r} (OpenAPI at /docs; {auth})", flush=True)
             uvicorn.run(create_app(service, keys), host=args.host, port=args.port, log_level="warning")
         finally:
             service.close()

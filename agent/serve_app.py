@@ -11,7 +11,9 @@ queue answers 429 with Retry-After; bad input answers 422 (pydantic) or 413 (bod
 large, counted while it is read); a failed decision answers 500 saying why. Every
 request needs an API key allowed to act for its user (tools/auth.py): 401 without one,
 403 for another user, before anything is read or written. When memory is unreachable the
-request is answered unsteered and `steering.fallback` says so.
+request is answered unsteered and `steering.fallback` says so. The same service answers
+OpenAI's `POST /v1/chat/completions` and `GET /v1/models` (agent.openai_api), through
+the same batcher and keys.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from agent import openai_api
 from agent.decide import MAX_REQUEST_CHARS
+from agent.openai_api import ChatOptions
 from agent.serve_batcher import DEFAULT_MAX_WAIT_S, Batched, Batcher, QueueFullError, ShuttingDownError
 from agent.serve_threads import EpisodeThreads, ThreadOwnedError
 from tools.auth import USER_ID_PATTERN, AuthError, Caller, KeyRing, caller_for
-from tools.body_limit import BodyLimit
 from tools.registry import SINGLE_TURN_TOOLS
 
 log = logging.getLogger(__name__)
@@ -169,8 +172,29 @@ class AgentService:
             self._methods[name] = parse_method(name, self.agent.loaded.model_id, **self.method_overrides)
         return self._methods[name]
 
-    def _decide_batch(self, items: Any, method: Any) -> list[Any]:
-        return self.agent.decide_batch(list(items), method=method)
+    def _decide_batch(self, items: Any, group: Any) -> list[Any]:
+        """`group` is what a batch shares: a method (/v1/act), or the OpenAI endpoint's
+        `ChatOptions` (a method with the client's tools, budget and temperature)."""
+        options = group.decide_options(self.agent) if isinstance(group, ChatOptions) else {"method": group}
+        return self.agent.decide_batch(list(items), **options)
+
+    async def decided(self, user_id: str | None, request: Any, group: Any) -> Batched:
+        """Queue one decision and wait for it; a full queue, a shutdown, a timeout or a
+        failed decision raise the HTTP error that says so."""
+        try:
+            future = self.batcher.submit(user_id, request, group)
+        except QueueFullError as error:
+            raise HTTPException(429, str(error), headers={"Retry-After": str(error.retry_after_s)}) from None
+        except ShuttingDownError as error:
+            raise HTTPException(503, str(error)) from None
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.settings.decide_timeout_s)
+        except TimeoutError:
+            raise HTTPException(504, f"no decision within {self.settings.decide_timeout_s:.0f} s") from None
+        except ShuttingDownError as error:
+            raise HTTPException(503, str(error)) from None
+        except Exception as error:
+            raise HTTPException(500, f"the decision failed ({type(error).__name__}: {error})") from None
 
     async def act(self, body: ActRequest) -> ActAnswer:
         started = time.perf_counter()
@@ -178,20 +202,7 @@ class AgentService:
             method = self.method(body.method)
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
-        try:
-            future = self.batcher.submit(body.user_id, body.request, method)
-        except QueueFullError as error:
-            raise HTTPException(429, str(error), headers={"Retry-After": str(error.retry_after_s)}) from None
-        except ShuttingDownError as error:
-            raise HTTPException(503, str(error)) from None
-        try:
-            batched: Batched = await asyncio.wait_for(asyncio.wrap_future(future), self.settings.decide_timeout_s)
-        except TimeoutError:
-            raise HTTPException(504, f"no decision within {self.settings.decide_timeout_s:.0f} s") from None
-        except ShuttingDownError as error:
-            raise HTTPException(503, str(error)) from None
-        except Exception as error:
-            raise HTTPException(500, f"the decision failed ({type(error).__name__}: {error})") from None
+        batched = await self.decided(body.user_id, body.request, method)
         decision = batched.value
         result = None
         if body.execute and decision.call is not None:
@@ -335,7 +346,8 @@ def create_app(service: AgentService, keys: KeyRing | None = None) -> FastAPI:
     def health() -> dict[str, Any]:
         return service.health() | {"auth": "keys" if keys is not None else "off (--insecure)"}
 
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    openai_api.register(app, service, authenticate, authorize)
+    app.add_middleware(openai_api.BodyLimits, max_bytes=MAX_BODY_BYTES)
     return app
 
 
