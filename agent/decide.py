@@ -79,9 +79,9 @@ class Decider:
         """One batched generation, one call per row (`steering` when already chosen, as
         the graph's steer node does; else chosen here); `tool_choice` as the chat model
         reads it (a client's own, on the OpenAI-compatible endpoint)."""
-        chosen = list(steering) if steering is not None else self.steering(method, rows)
+        conversations, chosen = self._prepared(method, rows, steering)
         replies = self.chat.generate_batch(
-            [self.conversation(method, row) for row in rows], steering=[s.vector for s in chosen],
+            conversations, steering=[s.vector for s in chosen],
             tools=list(tools), tool_choice=tool_choice, steering_positions=method.positions,
         )
         return [(_one_action(reply), s) for reply, s in zip(replies, chosen)]
@@ -91,11 +91,17 @@ class Decider:
         """Decision-only: the tool each row's call would name, from one prefill per row
         under the same messages, grammar and steering as `decide` (the name is written
         only as far as it is unique; `SteeredChatModel.choose_tools`)."""
-        chosen = list(steering) if steering is not None else self.steering(method, rows)
+        conversations, chosen = self._prepared(method, rows, steering)
         vectors = [s.vector for s in chosen]
-        return self.chat.choose_tools([self.conversation(method, row) for row in rows],
-                                      vectors if any(v is not None for v in vectors) else None,
+        return self.chat.choose_tools(conversations, vectors if any(v is not None for v in vectors) else None,
                                       tools=list(tools), positions="last")
+
+    def _prepared(self, method: Method, rows: Sequence[Row],
+                  steering: Sequence[SteeringDecision] | None
+                  ) -> tuple[list[list[BaseMessage]], list[SteeringDecision]]:
+        """Each row's messages and steering (the given steering, else chosen here)."""
+        chosen = list(steering) if steering is not None else self.steering(method, rows)
+        return [self.conversation(method, row) for row in rows], chosen
 
 
 def _one_action(reply: Any) -> AIMessage:

@@ -27,7 +27,8 @@ import json
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 from memory.entry import MemoryEntry, digest_arguments, make_entry_id, to_epoch
@@ -155,21 +156,6 @@ class BuildReport:
     no_contrast: int = 0
 
 
-class _Norms:
-    """The model's reference norms per site, computed once on first use."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.value: dict[str, float] | None = None
-
-    def get(self) -> dict[str, float]:
-        if self.value is None:
-            from steering import reference_norms
-
-            self.value = reference_norms(self.model)
-        return self.value
-
-
 @dataclass(frozen=True)
 class Learner:
     """Writes and reads one store's entries, all made the same way.
@@ -185,10 +171,14 @@ class Learner:
     formatter: Formatter = format_call
     model: Any | None = None
     fail_closed: bool = False  # a store error while reading raises instead of not steering
-    _norms: _Norms = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_norms", _Norms(self.model))
+    @cached_property
+    def reference_norms(self) -> dict[str, float]:
+        """The model's reference norm per site (disk-cached by the steering core; kept
+        here so a steered decision does not read the file again)."""
+        from steering import reference_norms
+
+        return reference_norms(self.model)
 
     # ------------------------------------------------------------------ writing
     def learn(self, user_id: str, request: str, tool: str, arguments: dict, *,
@@ -254,7 +244,7 @@ class Learner:
     def steering_for(self, user_id: str | None, request: str, method: Any) -> SteeringDecision:
         """This user's steering for this request under `method` (an `agent.methods.Method`:
         site, layers, retrieval and strength settings), or why there is none."""
-        return decide_steering(self.store, self.model, self._norms.get, user_id, request, method,
+        return decide_steering(self.store, self.model, lambda: self.reference_norms, user_id, request, method,
                                fail_closed=self.fail_closed)
 
 

@@ -59,9 +59,8 @@ def decide_stage(agent: Any, tasks: list[Any], name: str, batch: int, bar: Any,
                       "entries": d.entry_ids, "weights": d.weights} for d in steering]
         else:
             found = [_prompt_found(decider.prompt_memory, task, method) for task in group]
-        if name == "nearest-call":
-            chosen = [decider.prompt_memory.top_k(t.user_id, t.task, 1) for t in group]
-            tools = [c[0].tool if c else None for c in chosen]
+        if name == "nearest-call":  # the first of the prompt memory's ranked matches
+            tools = [got["nearest"] for got in found]
         else:
             tools = decider.choose(method, asked, agent.tool_specs(), steering=steering)
         for task, tool, got in zip(group, tools, found):
@@ -80,6 +79,7 @@ def _prompt_found(prompt_memory: Any, task: Any, method: Any) -> dict:
     scored = prompt_memory.scored(task.user_id, task.task, max(method.k, 5))
     weights = [float(w) for w in attentive_weights(np.array([s for _, s in scored]), method.temperature)]
     return {"tool": weighted_vote([c.tool for c, _ in scored], weights),
+            "nearest": scored[0][0].tool if scored else None,
             "entries": [c.request for c, _ in scored], "weights": [round(w, 4) for w in weights]}
 
 
