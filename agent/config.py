@@ -5,7 +5,9 @@ writes the user file.
 The user file is `--config PATH` where a command takes it, else `$FINTS_CONFIG`, else
 `<user config dir>/fints/defaults.json` (`$XDG_CONFIG_HOME/fints/defaults.json` on
 Linux). It has the packaged file's shape: `{"*": {...}, "<model id>": {...}}`; a model's
-own entry wins over `"*"`, and the user file wins over the package, key by key.
+own entry wins over `"*"`, and the user file wins over the package, key by key. The key
+`sites` holds per-site settings (`{"attn+mlp": {"alpha": 2.0, "layers": [6, 10, 14]}}`:
+the sweep calibrates each site apart) and is merged site by site.
 `fints config` shows which file each setting came from.
 """
 
@@ -73,7 +75,7 @@ def layered_defaults(
             raise ConfigError(f"{PACKAGED} has no '*' entry")
         for entry in ("*", model_id):
             if entry is not None and entry in table:
-                settings.update(table[entry])
+                _merge(settings, table[entry])
                 sources.update({key: f"{label} [{entry}]" for key in table[entry]})
     return settings, sources
 
@@ -86,10 +88,20 @@ def write_user_defaults(
     path = user_config_path(config)
     table = read_table(path) if path.exists() else {}
     entry = dict(table.get(model_id, {}))
-    entry.update(values)
+    _merge(entry, values)
     table[model_id] = entry
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(table, indent=2) + "\n")
     os.replace(tmp, path)  # a crash leaves the old file or the new one
     return entry, path
+
+
+def _merge(settings: dict[str, Any], values: dict[str, Any]) -> None:
+    """`values` over `settings`, key by key; `sites` site by site (a file that sets one
+    site's strength leaves the others' as they were)."""
+    for key, value in values.items():
+        if key == "sites" and isinstance(value, dict):
+            settings["sites"] = {**settings.get("sites", {}), **value}
+        else:
+            settings[key] = value

@@ -8,7 +8,8 @@
 
 Strength, layers, positions and retrieval settings come from `defaults.json` and the
 user's defaults file on top (`agent.config`; the sweep in `fints eval` writes the
-latter, per model), and any of them can be overridden by keyword.
+latter, per model and per site: a site's own `sites` entry wins over the shared
+settings), and any of them can be overridden by keyword.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def parse_method(name: str, model_id: str | None = None, **overrides: Any) -> Me
         site, _, aggregation = name[len("steer-"):].rpartition("-")
         if site not in STEERING_SITES or aggregation not in AGGREGATIONS:
             raise ValueError(_unknown(name))
-        fields = {k: v for k, v in defaults.items() if k in Method.__dataclass_fields__}
+        own = {**defaults, **defaults.get("sites", {}).get(site, {})}  # a site's calibration wins
+        fields = {k: v for k, v in own.items() if k in Method.__dataclass_fields__}
         fields["layers"] = tuple(fields.get("layers", (6,)))
         method = Method(name, "steering", site=site, aggregation=aggregation, **fields)
     else:

@@ -89,8 +89,8 @@ def _eval(args: argparse.Namespace) -> int:
         if report.get("errors"):
             print("fints eval: the sweep failed; defaults left unchanged", file=sys.stderr)
             return 1
-        if chosen is None:
-            print("fints eval: every swept setting degenerates; defaults left unchanged",
+        if not chosen:
+            print("fints eval: the sweep chose no setting; defaults left unchanged",
                   file=sys.stderr)
             return 1
         from agent.config import user_config_path

@@ -21,17 +21,24 @@ def test_writing_defaults_leaves_the_package_unchanged_and_the_user_file_overrid
     monkeypatch.setenv("FINTS_CONFIG", str(user))
     packaged = packaged_path().read_bytes()
     before = parse_method("steer-whole-attentive", MODEL)
-    entry = write_defaults(MODEL, {"alpha": 0.125, "layers": [3], "site": "whole"})
+    entry = write_defaults(MODEL, {"whole": {"alpha": 0.125, "layers": [3], "site": "whole",
+                                             "function_acc": 0.9}})
     assert packaged_path().read_bytes() == packaged
-    assert entry == {"alpha": 0.125, "layers": [3]}
+    assert entry == {"sites": {"whole": {"alpha": 0.125, "layers": [3]}}}
     assert json.loads(user.read_text()) == {MODEL: entry}
     after = parse_method("steer-whole-attentive", MODEL)
     assert (after.alpha, after.layers) == (0.125, (3,)) != (before.alpha, before.layers)
     assert after.top_k == before.top_k  # what the user file does not set stays the package's
+    mlp = parse_method("steer-mlp-attentive", MODEL)
+    assert (mlp.alpha, mlp.layers) == (before.alpha, before.layers)  # another site keeps the shared setting
+    entry = write_defaults(MODEL, {"attn": {"alpha": 2.0, "layers": [6, 10]}})
+    assert entry["sites"] == {"whole": {"alpha": 0.125, "layers": [3]}, "attn": {"alpha": 2.0, "layers": [6, 10]}}
+    assert parse_method("steer-attn-mean", MODEL).layers == (6, 10)
+    assert parse_method("steer-whole-mean", MODEL).alpha == 0.125  # writing one site kept the other
     other = parse_method("steer-whole-attentive", "another-model")
     assert other.alpha == before.alpha  # a model's own entry applies to that model alone
     _, sources = layered_defaults(MODEL)
-    assert sources["alpha"] == f"{user} [{MODEL}]" and sources["top_k"] == "agent/defaults.json [*]"
+    assert sources["sites"] == f"{user} [{MODEL}]" and sources["top_k"] == "agent/defaults.json [*]"
 
 
 def test_the_flag_beats_the_environment_which_beats_the_user_config_dir(tmp_path, monkeypatch):

@@ -41,7 +41,7 @@ def small(monkeypatch):
     monkeypatch.setattr(sweep, "ALPHAS", (0.2, 0.4))
     monkeypatch.setattr(sweep, "LAYER_SETS", ((6,),))
     monkeypatch.setattr(sweep, "SITES", ("whole", "attn+mlp"))
-    monkeypatch.setattr(sweep, "SWEEP_USERS", 2)
+    monkeypatch.setattr(sweep, "MIN_TASKS", 2)
 
 
 def valid(ctx, name: str, section: dict) -> None:
@@ -103,11 +103,13 @@ def test_sweep_runs_its_grid_and_chooses_among_it(ctx) -> None:
     valid(ctx, "sweep", section)
     assert [(r["site"], r["layers"], r["alpha"]) for r in section["results"]] == [
         ("whole", [6], 0.2), ("whole", [6], 0.4), ("attn+mlp", [6], 0.2), ("attn+mlp", [6], 0.4)]
-    assert section["chosen"] in section["results"]
-    best = max(r["function_acc"] for r in section["results"])
-    assert section["chosen"]["function_acc"] == best
-    swept = set(select_users(ctx.dataset, None, default="seen")[:2])
-    assert not swept & set(ctx.dataset.manifest.held_out_users)  # never tuned on held-out users
+    assert sorted(section["chosen"]) == ["attn+mlp", "whole"]
+    for site, chosen in section["chosen"].items():
+        assert chosen in section["results"] and chosen["site"] == site
+        assert chosen["function_acc"] == max(r["function_acc"] for r in section["results"] if r["site"] == site)
+    swept = set(section["users"])
+    assert swept and not swept & set(ctx.dataset.manifest.held_out_users)  # never tuned on held-out users
+    assert sum(t.user_id in swept for t in ctx.dataset.test) >= 2
 
 
 def test_clusters_regroup_the_main_tables_outcomes(ctx) -> None:

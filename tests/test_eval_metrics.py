@@ -121,23 +121,27 @@ def test_broken_reports_are_rejected(tmp_path, breakage, message) -> None:
 def test_sweep_choice_and_defaults_file(tmp_path) -> None:
     import json
 
-    from evals.experiments.sweep import choose, grid, write_defaults
+    from evals.experiments.sweep import choose, choose_per_site, grid, write_defaults
 
     results = [
         {"site": "whole", "alpha": 2.0, "layers": [6], "function_acc": 0.9, "obedience": 0.9},
         {"site": "whole", "alpha": 0.5, "layers": [3], "function_acc": 0.9, "obedience": 0.95},
         {"site": "whole", "alpha": 0.25, "layers": [3], "function_acc": 0.9, "obedience": 0.95},
         {"site": "attn+mlp", "alpha": 0.1, "layers": [3], "function_acc": 0.6, "obedience": 0.99},
+        {"site": "attn+mlp", "alpha": 1.0, "layers": [3], "function_acc": 0.7, "obedience": 0.8},
     ]
     best = choose(results)
     assert best is results[2]  # as accurate and obedient as [1], at a lower strength
     assert choose([]) is None
+    per_site = choose_per_site(results)
+    assert per_site == {"whole": results[2], "attn+mlp": results[4]}  # each site its own best
     assert len(grid()) == len({json.dumps(g, sort_keys=True) for g in grid()})
     path = tmp_path / "defaults.json"
     path.write_text(json.dumps({"*": {"alpha": 0.5, "layers": [6]}}))
-    entry = write_defaults("gemma-x", best, path)
+    entry = write_defaults("gemma-x", per_site, path)
     table = json.loads(path.read_text())
-    assert table["gemma-x"] == entry == {"alpha": 0.25, "layers": [3]}
+    assert table["gemma-x"] == entry == {"sites": {"whole": {"alpha": 0.25, "layers": [3]},
+                                                   "attn+mlp": {"alpha": 1.0, "layers": [3]}}}
     assert table["*"] == {"alpha": 0.5, "layers": [6]}
 
 

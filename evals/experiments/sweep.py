@@ -2,13 +2,15 @@
 out (so the main table is not tuned on its own test users).
 
 Decision-only (evals.experiments.stages): the tool each setting makes the model choose,
-on every test task of the swept users, with obedience (the decision equals the tool
-the retrieved entries vote for) beside F. Acc. Arguments are written unsteered in
-"decision" positions, so strength cannot garble them; what can go wrong is a vector too
-weak to move the choice or strong enough to push every row to one tool, and the curve
-of F. Acc against alpha shows both ends. The chosen setting is the most accurate one
-(then the most obedient, then the weakest); `write_defaults` stores it in the
-user's defaults file under the model id (agent.config; the package is not written).
+on every test task of the swept users (at least `MIN_TASKS`, users taken in order until
+there are that many), with obedience (the decision equals the tool the retrieved entries
+vote for) beside F. Acc. Arguments are written unsteered in "decision" positions, so
+strength cannot garble them; what can go wrong is a vector too weak to move the choice
+or strong enough to push every row to one tool, and the curve of F. Acc against alpha
+shows both ends. One setting is chosen per site, since the sites' vectors differ in
+size and reach: the most accurate one, then the most obedient, then the weakest.
+`write_defaults` stores the choices in the user's defaults file under the model id
+(`agent.config`, key `sites`; the package is not written).
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ from typing import Any
 
 from evals.experiments.common import side_memory
 from evals.experiments.stages import decide_stage, stage_summary
-from memory.build import past_interactions
 from evals.plots import lines
 from evals.tasks import select_users, tasks_of
+from memory.build import past_interactions
 
-ALPHAS = (0.1, 0.25, 0.5, 1.0, 2.0)
-SITES = ("whole", "attn+mlp")
-LAYER_SETS = ((6,), (10,), (14,))
-SWEEP_USERS = 24  # non-held-out users; with all their test tasks, 200+ decisions
+ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0)
+SITES = ("whole", "attn+mlp", "attn")
+LAYER_SETS = ((6,), (10,), (14,), (6, 10, 14))
+MIN_TASKS = 200  # non-held-out test tasks the sweep decides (95% interval about +-0.07)
 
 
 def grid() -> list[dict]:
@@ -41,8 +43,28 @@ def choose(results: list[dict]) -> dict | None:
     return max(results, key=lambda r: (r["function_acc"], r["obedience"], -r["alpha"]))
 
 
+def choose_per_site(results: list[dict]) -> dict[str, dict]:
+    """`choose` among each site's settings."""
+    sites = dict.fromkeys(r["site"] for r in results)
+    return {site: choose([r for r in results if r["site"] == site]) for site in sites}
+
+
+def sweep_users(dataset: Any, min_tasks: int) -> list[str]:
+    """Non-held-out users in order, as many as give `min_tasks` test tasks (all if fewer)."""
+    counts: dict[str, int] = {}
+    for task in dataset.test:
+        counts[task.user_id] = counts.get(task.user_id, 0) + 1
+    chosen, total = [], 0
+    for user in select_users(dataset, None, default="seen"):
+        if total >= min_tasks:
+            break
+        chosen.append(user)
+        total += counts.get(user, 0)
+    return chosen
+
+
 def run_sweep(ctx: Any) -> dict:
-    users = select_users(ctx.dataset, None, default="seen")[:SWEEP_USERS]
+    users = sweep_users(ctx.dataset, MIN_TASKS)
     tasks = tasks_of(ctx.dataset, users, None)
     layers = sorted({layer for ls in LAYER_SETS for layer in ls})
     settings = grid()
@@ -57,32 +79,37 @@ def run_sweep(ctx: Any) -> dict:
                                     decider=side.decider)
                 summary = stage_summary(rows, None)
                 results.append({**setting, "function_acc": summary["function_acc"],
+                                "function_acc_ci": summary["function_acc_ci"],
                                 "obedience": summary["obedience"],
                                 "retrieval_acc": summary["retrieval_acc"]})
-    best = choose(results)
-    series = {f"{s} layer {l[0]}": [r["function_acc"] for r in results
-                                    if r["site"] == s and r["layers"] == list(l)]
+    chosen = choose_per_site(results)
+    series = {f"{s} layer {'+'.join(map(str, l))}": [r["function_acc"] for r in results
+                                                     if r["site"] == s and r["layers"] == list(l)]
               for s, l in itertools.product(SITES, LAYER_SETS)}
-    plot = lines(ALPHAS, series, "Calibration: F. Acc against strength (non-held-out users)",
+    plot = lines(ALPHAS, series, f"Calibration: F. Acc against strength ({len(tasks)} non-held-out tasks)",
                  "alpha (x the site's reference norm)", "F. Acc", ctx.out / "sweep.png", log_x=True)
-    rows = [[r["site"], r["layers"][0], r["alpha"], round(r["function_acc"], 3),
+    rows = [[r["site"], "+".join(map(str, r["layers"])), r["alpha"], round(r["function_acc"], 3),
              round(r["obedience"], 3), round(r["retrieval_acc"], 3)] for r in results]
+    picked = "; ".join(f"{site}: layers {c['layers']} alpha {c['alpha']} (F. Acc {c['function_acc']:.3f})"
+                       for site, c in chosen.items())
     return {
-        "note": f"decision-only on {len(users)} non-held-out users ({len(tasks)} tasks); "
-                f"chosen: {best if best else 'none'}",
+        "note": f"decision-only on {len(users)} non-held-out users ({len(tasks)} tasks); chosen per site: "
+                f"{picked or 'none'}",
         "model": ctx.agent.loaded.model_id,
+        "users": users,
         "results": results,
-        "chosen": best,
-        "tables": [{"title": "Settings", "columns": ["site", "layer", "alpha", "F. Acc", "obedience",
+        "chosen": chosen,
+        "tables": [{"title": "Settings", "columns": ["site", "layers", "alpha", "F. Acc", "obedience",
                                                      "retrieval acc"], "rows": rows}],
         "plot": plot.name,
     }
 
 
-def write_defaults(model_id: str, chosen: dict, path: Path | None = None) -> dict:
-    """Store the chosen alpha/layers under the model id in the user's defaults file
-    (`path`, else `agent.config.user_config_path()`), never in the package."""
+def write_defaults(model_id: str, chosen: dict[str, dict], path: Path | None = None) -> dict:
+    """Store each site's chosen alpha/layers under the model id in the user's defaults
+    file (`path`, else `agent.config.user_config_path()`), never in the package."""
     from agent.config import write_user_defaults
 
-    entry, _ = write_user_defaults(model_id, {k: chosen[k] for k in ("alpha", "layers")}, path)
+    per_site = {site: {k: setting[k] for k in ("alpha", "layers")} for site, setting in chosen.items()}
+    entry, _ = write_user_defaults(model_id, {"sites": per_site}, path)
     return entry
