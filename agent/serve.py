@@ -1,8 +1,10 @@
 """`fints serve` and `fints bench serve`: the command line of the HTTP service.
 
-Cheap to import (argparse only): the service itself is `agent.serve_app`, loaded by the
-handlers. `open_agent` builds the agent from the flags, with a shared PostgreSQL
-checkpointer when `--checkpoint` is a postgresql:// URL (several workers, one database).
+Cheap to import (argparse only): the service itself is `agent.serve_app` and the
+benchmark's measurements `agent.serve_bench`, both loaded by the handlers (the
+benchmark does not import this module: the imports run one way). `open_agent` builds
+the agent from the flags, with a shared PostgreSQL checkpointer when `--checkpoint` is
+a postgresql:// URL (several workers, one database).
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from tools.auth import add_auth_arguments
 
 def register_serve(groups: dict[str, argparse._SubParsersAction]) -> None:
     """`fints serve` and `fints bench serve` (called by agent/commands.py)."""
-    from agent.serve_bench import add_bench_parser
-
     parser = groups[""].add_parser("serve", help="serve the agent over HTTP (batched, steered per user; "
                                    "also an OpenAI-compatible /v1/chat/completions)")
     add_agent_arguments(parser)
@@ -31,7 +31,14 @@ def register_serve(groups: dict[str, argparse._SubParsersAction]) -> None:
     parser.add_argument("--no-steering-texts", action="store_true",
                         help="leave the matched past request texts out of the steering explanation")
     parser.set_defaults(func=_serve)
-    add_bench_parser(groups["bench"])
+
+    bench = groups["bench"].add_parser("serve", help="throughput/latency of fints serve at 1, 4, 8 clients")
+    bench.add_argument("--out", required=True, help="directory for bench_serve.json")
+    add_agent_arguments(bench, data_required=False)
+    bench.add_argument("--requests", type=int, default=16, help="requests per concurrency level")
+    bench.add_argument("--levels", default="1,4,8", help="comma-separated client counts")
+    bench.add_argument("--users", type=int, default=10, help="users of the generated set (without --data)")
+    bench.set_defaults(func=_bench)
 
 
 def add_agent_arguments(parser: argparse.ArgumentParser, data_required: bool = True) -> None:
@@ -99,3 +106,30 @@ def _serve(args: argparse.Namespace) -> int:
         finally:
             service.close()
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """`fints bench serve`: the agent from the flags (without --data a generated set,
+    without --store a scratch store), measured by `agent.serve_bench`."""
+    import tempfile
+
+    from agent.serve_bench import measure, write_report
+
+    levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    if not levels or min(levels) < 1 or args.requests < 1:
+        print("fints bench serve: --levels are client counts >= 1 and --requests >= 1")
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # before the model loads: an unwritable --out fails fast
+    with tempfile.TemporaryDirectory(prefix="fints-bench-serve-") as scratch:
+        if args.data is None:
+            from tools.data import generate_dataset
+
+            args.data = str(generate_dataset(Path(scratch) / "data", users=args.users, seed=0))
+        if args.store is None:
+            args.store = str(Path(scratch) / "memory")
+        with open_agent(args) as agent:
+            settings = settings_from(args).model_copy(update={"remember": False})
+            report = measure(agent, settings, levels, args.requests)
+    write_report(report, out)
+    return 0 if report["errors"] == 0 else 1

@@ -4,15 +4,14 @@ The service runs in-process on loopback (the same app `fints serve` runs) and is
 over real HTTP by client threads, each sending its next request as soon as the last is
 answered. Requests are the data set's test tasks, in a fixed order, so runs compare.
 Online memory writes are off while measuring (they compete for the same 2 cores).
+The command line (flags, the agent they open) is `agent.serve`'s; this module measures.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -106,64 +105,44 @@ def bench_items(dataset: Any) -> list[tuple[str, str]]:
     return [(task.user_id, task.task) for task in tasks]
 
 
-def add_bench_parser(bench: argparse._SubParsersAction) -> None:
-    from agent.serve import add_agent_arguments
-
-    parser = bench.add_parser("serve", help="throughput/latency of fints serve at 1, 4, 8 clients")
-    parser.add_argument("--out", required=True, help="directory for bench_serve.json")
-    add_agent_arguments(parser, data_required=False)
-    parser.add_argument("--requests", type=int, default=16, help="requests per concurrency level")
-    parser.add_argument("--levels", default="1,4,8", help="comma-separated client counts")
-    parser.add_argument("--users", type=int, default=10, help="users of the generated set (without --data)")
-    parser.set_defaults(func=_bench)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from agent.serve import open_agent, settings_from
+def measure(agent: Any, settings: Any, levels: Sequence[int], requests: int) -> dict[str, Any]:
+    """The service over `agent` (a `FintsAgent`) with `settings`, on loopback, driven at
+    each level of clients; an empty store first gets every user's dictionary, so the
+    bench measures steered requests. The report also names what was measured."""
     from agent.serve_app import AgentService, ServiceThread, create_app
 
-    levels = [int(x) for x in args.levels.split(",") if x.strip()]
-    if not levels or min(levels) < 1 or args.requests < 1:
-        print("fints bench serve: --levels are client counts >= 1 and --requests >= 1")
-        return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="fints-bench-serve-") as scratch:
-        built_memory = False
-        if args.data is None:
-            from tools.data import generate_dataset
+    built_memory = False
+    if agent.store is not None and agent.store.count() == 0:
+        built_memory = _build_memory(agent)
+    service = AgentService(agent, settings)
+    try:
+        with ServiceThread(create_app(service)) as url:
+            items = bench_items(agent.dataset)
+            drive(url, items[:2], 1)  # warm-up: caches, grammar, first-call costs
+            report = bench_serve(url, items, levels, requests)
+    finally:
+        service.close()
+    report.update(
+        model=agent.loaded.model_id, method=agent.method.name, cpu_count=os.cpu_count(),
+        settings=settings.model_dump(), memory_built_for_bench=built_memory,
+        memory_entries=agent.store.count() if agent.store is not None else 0,
+        measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    return report
 
-            args.data = str(generate_dataset(Path(scratch) / "data", users=args.users, seed=0))
-        if args.store is None:
-            args.store = str(Path(scratch) / "memory")
-        with open_agent(args) as agent:
-            if agent.store is not None and agent.store.count() == 0:
-                built_memory = _build_memory(agent)
-            settings = settings_from(args).model_copy(update={"remember": False})
-            service = AgentService(agent, settings)
-            try:
-                with ServiceThread(create_app(service)) as url:
-                    items = bench_items(agent.dataset)
-                    drive(url, items[:2], 1)  # warm-up: caches, grammar, first-call costs
-                    report = bench_serve(url, items, levels, args.requests)
-            finally:
-                service.close()
-            report.update(
-                model=agent.loaded.model_id, method=agent.method.name, cpu_count=os.cpu_count(),
-                settings=settings.model_dump(), memory_built_for_bench=built_memory,
-                memory_entries=agent.store.count() if agent.store is not None else 0,
-                measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            )
+
+def write_report(report: dict[str, Any], out: Path) -> Path:
+    """bench_serve.json in `out` (an existing directory), and one line per level on stdout."""
     path = out / "bench_serve.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     for level, row in report["levels"].items():
         print(f"{level:>2} clients: {row['throughput_rps']:.3f} req/s, p50 {row['latency_p50_s']:.2f} s, "
               f"p95 {row['latency_p95_s']:.2f} s, errors {row['errors']}, batch {row['mean_batch_size']}")
     print(f"speed-up {report['speedup']}x (target 2x: {'met' if report['target_met'] else 'NOT met'}); wrote {path}")
-    return 0 if report["errors"] == 0 else 1
+    return path
 
 
 def _build_memory(agent: Any) -> bool:
-    """An empty store gets every user's dictionary, so the bench measures steered requests."""
+    """Every user's dictionary, from their latest two past interactions."""
     agent.build_memory(max_history=2)
     return True

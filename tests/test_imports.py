@@ -25,7 +25,6 @@ KNOWN: set[tuple[str, str]] = {
 }
 # Known cycles, each to be broken by the work named beside it.
 KNOWN_CYCLES: list[list[str]] = [
-    ["agent.serve", "agent.serve_bench"],  # removed by the serving work (agent/serve*.py owners)
 ]
 
 
