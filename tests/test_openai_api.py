@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import replace
 
 import httpx
@@ -18,10 +17,10 @@ from openai import OpenAI
 
 from agent.methods import DEFAULT_METHOD, parse_method
 from agent.openai_api import MAX_BODY_BYTES
-from agent.serve_app import ServiceThread, create_app
+from tests.helpers.serve import agent, keys, served, serving  # noqa: F401  (fixtures)
 from tests.test_serve_fixtures import MEMORY, seed_memory, service_for, tiny_agent
 from tools import make_shop_tools
-from tools.auth import FORWARDED_USER, KeyRing
+from tools.auth import FORWARDED_USER
 from tools.registry import SINGLE_TURN_TOOLS
 
 SHOP_TOOLS = [t for t in make_shop_tools(None) if t.name in SINGLE_TURN_TOOLS]
@@ -41,32 +40,7 @@ RECOMMEND = {"type": "function", "function": {
 REQUESTS = ["something for my trips", "something for my runs"]
 
 
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory):
-    with tiny_agent(tmp_path_factory.mktemp("openai")) as agent:
-        seed_memory(agent.store, norm=50.0)
-        yield agent
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory) -> KeyRing:
-    return KeyRing(tmp_path_factory.mktemp("keys") / "keys.json")
-
-
-@contextmanager
-def service_thread(service, keys):
-    try:
-        with ServiceThread(create_app(service, keys)) as url:
-            yield url
-    finally:
-        service.close()
-
-
-@pytest.fixture(scope="module")
-def served(agent, keys):
-    service = service_for(agent, max_wait_s=0.05, remember=False)
-    with service_thread(service, keys) as url:
-        yield service, url
+SERVED_SETTINGS = {"max_wait_s": 0.05}  # concurrent completions share a batch
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +182,7 @@ def test_a_named_or_only_tool_is_called_when_steering_only_picks_the_tool(agent,
         seed_memory(deciding.store, norm=50.0)
         deciding.method = replace(deciding.method, positions="decision")
         service = service_for(deciding, positions="decision", max_wait_s=0.0, remember=False)
-        with service_thread(service, keys) as url:
+        with serving(service, keys) as url:
             named = [ask(url, key, user, request, tools=[RECOMMEND, WEATHER, TASK],
                          tool_choice={"type": "function", "function": {"name": name}})
                      for user, request in asked for name in ("create_task", "get_weather")]
@@ -310,7 +284,7 @@ def test_the_bundled_model_behind_chat_openai_fills_a_client_tool(tmp_path):
     loaded = load_model()
     with tiny_agent(tmp_path, loaded=loaded) as agent:
         agent.method = parse_method(DEFAULT_METHOD, loaded.model_id)  # the service's default, as `fints serve`
-        with service_thread(service_for(agent, max_wait_s=0.0, remember=False), None) as url:
+        with serving(service_for(agent, max_wait_s=0.0, remember=False), None) as url:
             llm = ChatOpenAI(base_url=f"{url}/v1", api_key="unused", model=loaded.model_id, max_tokens=48,
                              max_retries=0)
             reply = llm.bind_tools([WEATHER], tool_choice="get_weather").invoke("What's the weather in Paris?")

@@ -6,34 +6,14 @@ from __future__ import annotations
 import stat
 
 import httpx
-import pytest
 
 from agent.cli import main
-from agent.serve_app import ServiceThread, create_app
-from tests.test_serve_fixtures import MEMORY, seed_memory, service_for, tiny_agent
-from tools.auth import FORWARDED_USER, INSECURE_WARNING, KeyRing, server_keys
+from tests.helpers.serve import agent, keys, served, serving  # noqa: F401  (fixtures)
+from tests.test_serve_fixtures import MEMORY, service_for
+from tools.auth import FORWARDED_USER, INSECURE_WARNING, server_keys
 
 ACCEPTED = {"name": "get_recommendations_by_history", "args": {}}
-
-
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory):
-    with tiny_agent(tmp_path_factory.mktemp("auth")) as agent:
-        seed_memory(agent.store, norm=50.0)
-        yield agent
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory) -> KeyRing:
-    return KeyRing(tmp_path_factory.mktemp("keys") / "keys.json")
-
-
-@pytest.fixture(scope="module")
-def served(agent, keys):
-    service = service_for(agent, max_wait_s=0.0, remember=False)
-    with ServiceThread(create_app(service, keys)) as url:
-        yield service, url
-    service.close()
+SERVED_SETTINGS = {"max_wait_s": 0.0}
 
 
 def bearer(key: str, **extra: str) -> dict[str, str]:
@@ -112,12 +92,8 @@ def test_a_service_key_acts_for_the_user_its_front_end_forwards(served, keys):
 
 def test_steering_texts_can_be_turned_off(agent, keys):
     key, _ = keys.create(["U_CAMPER01"])
-    service = service_for(agent, max_wait_s=0.0, remember=False, steering_texts=False)
-    try:
-        with ServiceThread(create_app(service, keys)) as url:
-            body = act(url, "U_CAMPER01", bearer(key)).json()
-    finally:
-        service.close()
+    with serving(service_for(agent, max_wait_s=0.0, remember=False, steering_texts=False), keys) as url:
+        body = act(url, "U_CAMPER01", bearer(key)).json()
     assert body["steering"]["applied"] and body["steering"]["entries"]
     assert all(set(e) == {"id", "weight", "similarity"} for e in body["steering"]["entries"])
 

@@ -1,1 +1,3 @@
-"""Fixtures and builders more than one test module uses (imported by tests/conftest.py)."""
+"""Fixtures and builders more than one test module uses: the shop's (shop.py, for every
+module through tests/conftest.py) and the served agent with API keys (serve.py,
+imported by the modules that use it)."""
