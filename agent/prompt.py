@@ -26,6 +26,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.messages.utils import convert_to_messages
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from tools.registry import DETAILS, RECOMMEND, RESPOND, REVIEW, SEARCH, STOP
+
 Template = Literal["auto", "base", "chat"]
 CUE = "Assistant:\n"
 RESULT_CHARS = 400
@@ -36,21 +38,21 @@ Examples = Mapping[str, tuple[str, dict[str, Any]]]
 # a vague request, so none teaches a default tool). Its memory entries were extracted
 # from prompts that hold them, so the shop agent passes them (`examples=EXAMPLES`).
 EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
-    "search_product_by_query": (
+    SEARCH: (
         "Search the shop for Adidas soccer cleats.",
         {"query": "adidas soccer cleats"},
     ),
-    "get_recommendations_by_history": ("Suggest products that fit my past orders.", {}),
-    "add_product_review": (
+    RECOMMEND: ("Suggest products that fit my past orders.", {}),
+    REVIEW: (
         "Post my review of the blender: loud, but it crushes ice well.",
         {"review": "Loud, but it crushes ice well."},
     ),
-    "get_product_details_by_asin": (
+    DETAILS: (
         "Show me the details of product B00EXAMPLE3.",
         {"product_asin": "B00EXAMPLE3"},
     ),
-    "stop": ("That is all, thank you.", {}),
-    "respond": (
+    STOP: ("That is all, thank you.", {}),
+    RESPOND: (
         "Ask me which size I need before you search.",
         {"content": "Which size do you need?"},
     ),
