@@ -4,7 +4,8 @@ all decide through `Decider.decide`, so what is measured is what `fints run` doe
 A decision is: the request cleaned and bounded, the user's steering for it (the
 learner's, or none), the messages the model reads (prompt memory added for
 `prompt-k*`), one batched generation with each row steered by its own vector, and one
-action per reply.
+action per reply. `nearest-call` takes the same path without the model: the call of
+the user's most similar past request, copied.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from agent.methods import Method
+from agent.prompt import as_written, format_tools
 from agent.prompt_memory import PromptMemory, render_memory
 from memory.steerer import SteeringDecision
 
@@ -79,6 +81,9 @@ class Decider:
         """One batched generation, one call per row (`steering` when already chosen, as
         the graph's steer node does; else chosen here); `tool_choice` as the chat model
         reads it (a client's own, on the OpenAI-compatible endpoint)."""
+        if method.kind == "lookup":
+            chosen = list(steering) if steering is not None else self.steering(method, rows)
+            return [(self.looked_up(row, tools), s) for row, s in zip(rows, chosen)]
         conversations, chosen = self._prepared(method, rows, steering)
         replies = self.chat.generate_batch(
             conversations, steering=[s.vector for s in chosen],
@@ -91,10 +96,25 @@ class Decider:
         """Decision-only: the tool each row's call would name, from one prefill per row
         under the same messages, grammar and steering as `decide` (the name is written
         only as far as it is unique; `SteeredChatModel.choose_tools`)."""
+        if method.kind == "lookup":
+            return [reply.tool_calls[0]["name"] if reply.tool_calls else None
+                    for reply in (self.looked_up(row, tools) for row in rows)]
         conversations, chosen = self._prepared(method, rows, steering)
         vectors = [s.vector for s in chosen]
         return self.chat.choose_tools(conversations, vectors if any(v is not None for v in vectors) else None,
                                       tools=list(tools), positions="last")
+
+    def looked_up(self, row: Row, tools: Sequence[Any]) -> AIMessage:
+        """`nearest-call`: the user's most similar past call (prompt memory's retrieval,
+        the same keys as steering), when its tool is among `tools`; else no call."""
+        past = self.prompt_memory.top_k(row.user_id, row.request, 1) if self.prompt_memory else []
+        names = {spec["function"]["name"] for spec in format_tools(tools)}
+        if not past or past[0].tool not in names:
+            why = "no past interaction of this user" if not past else f"its past tool {past[0].tool} is not bound"
+            return AIMessage(content=f"nearest-call: {why}", response_metadata={"lookup": None})
+        call = {"name": past[0].tool, "args": as_written(past[0].tool, past[0].arguments),
+                "id": "lookup", "type": "tool_call"}
+        return AIMessage(content="", tool_calls=[call], response_metadata={"lookup": past[0].request})
 
     def _prepared(self, method: Method, rows: Sequence[Row],
                   steering: Sequence[SteeringDecision] | None

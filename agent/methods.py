@@ -1,6 +1,9 @@
 """The methods the LLM node can run, by name, so evaluations put them side by side.
 
 - `zero-shot`: no user information at all;
+- `nearest-call`: no language model: the tool and arguments of the user's most similar
+  past interaction (prompt memory's retrieval), what a user could pick instead of any
+  model;
 - `prompt-k{1,3,5}`: the k most relevant past requests of the user, with the calls
   they accepted, written into the prompt (the in-context baseline);
 - `steer-{whole,attn,mlp,attn+mlp}-{mean,attentive}`: no extra prompt tokens; the
@@ -17,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-Kind = Literal["zero_shot", "prompt_memory", "steering"]
+Kind = Literal["zero_shot", "lookup", "prompt_memory", "steering"]
 STEERING_SITES = ("whole", "attn", "mlp", "attn+mlp")
 # The method the agent runs unless told otherwise: on the bundled Gemma 3 270M the whole-
 # layer site is the one that moves tool choice (docs/results.md has the measurements).
@@ -55,7 +58,7 @@ class Method:
 
 def method_names() -> list[str]:
     """Every method name `parse_method` accepts, in report order."""
-    names = ["zero-shot", *(f"prompt-k{k}" for k in PROMPT_KS)]
+    names = ["zero-shot", "nearest-call", *(f"prompt-k{k}" for k in PROMPT_KS)]
     names += [f"steer-{site}-{agg}" for site in STEERING_SITES for agg in AGGREGATIONS]
     return names
 
@@ -69,10 +72,13 @@ def load_defaults(model_id: str | None = None) -> dict[str, Any]:
 
 
 def parse_method(name: str, model_id: str | None = None, **overrides: Any) -> Method:
-    """`zero-shot`, `prompt-k3`, `steer-attn+mlp-attentive`, ...; unknown names list the valid ones."""
+    """`zero-shot`, `nearest-call`, `prompt-k3`, `steer-attn+mlp-attentive`, ...; unknown
+    names list the valid ones."""
     defaults = load_defaults(model_id)
     if name == "zero-shot":
         method = Method(name, "zero_shot")
+    elif name == "nearest-call":
+        method = Method(name, "lookup", k=1)
     elif name.startswith("prompt-k") and name[len("prompt-k"):].isdigit():
         method = Method(name, "prompt_memory", k=int(name[len("prompt-k"):]))
     elif name.startswith("steer-"):

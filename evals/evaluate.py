@@ -28,7 +28,7 @@ from agent.methods import DEFAULT_METHOD
 from evals.context import EvalContext
 from evals.memory_setup import ensure_memory, memory_layers
 from evals.report import SCHEMA, validate_report, write_report
-from evals.runner import run_multi, run_single
+from evals.runner import run_gold, run_multi, run_single
 from evals.stats import summarize_method
 from evals.suites import SUITES, Suite
 from evals.tasks import EvalInputError, load_task_file, select_users, tasks_of
@@ -206,7 +206,10 @@ def run_track(ctx: EvalContext, track: str, tasks: Sequence[Any], methods_run: S
                 outcomes = run_multi(ctx.agent, tasks, method, seed=ctx.seed, bar=bar)
             ctx.outcomes[(track, method.name)] = outcomes
             methods[method.name] = summarize_method(outcomes, multi=track == "multi")
-    return {"tasks": len(tasks), "users": len({t.user_id for t in tasks}), "methods": methods}
+    section = {"tasks": len(tasks), "users": len({t.user_id for t in tasks}), "methods": methods}
+    if track == "single":  # what the gold arguments score: the ceiling of R. Acc
+        section["ceiling"] = summarize_method(run_gold(ctx.agent, tasks))
+    return section
 
 
 def base_report(config: EvalConfig, agent: Any, dataset: Any, users: list[str]) -> dict:

@@ -3,7 +3,8 @@ shaped like PersonalWAB's) and PNG plots; `validate_report` checks every figure.
 
 Schema `fints-eval-report/1`, top level: `schema`, `created`, `command`, `machine`,
 `model`, `data`, `suite`, `users`, `tracks` ({"single"|"multi": {"tasks": n,
-"methods": {name: method summary}}}), `experiments` ({name: section}), `timing`,
+"methods": {name: method summary}, and for the single track "ceiling": the summary of
+the gold calls}}), `experiments` ({name: section}), `timing`,
 `pending` (parts not run yet: the report is rewritten after each part) and `errors`.
 A method summary (see `evals.stats.summarize_method`): `per_type` and `overall` groups
 of {n, function_acc, function_acc_ci, result_acc, result_acc_ci}, `median_latency_s`,
@@ -89,6 +90,8 @@ def validate_report(report: dict) -> None:
             if summary.get("overall", {}).get("n") != section.get("tasks"):
                 problems.append(f"tracks.{track}.{name}: {summary.get('overall', {}).get('n')} "
                                 f"tasks scored, track has {section.get('tasks')}")
+        if "ceiling" in section:
+            check_method(f"tracks.{track}.ceiling", section["ceiling"], problems)
     for name, section in report.get("experiments", {}).items():
         for label, summary in section.get("methods", {}).items():
             check_method(f"experiments.{name}.{label}", summary, problems)
@@ -157,6 +160,8 @@ def render_markdown(report: dict) -> str:
     for track, section in report["tracks"].items():
         lines += [f"## {track.title()}-turn track ({section['tasks']} tasks)", ""]
         lines += method_table(section["methods"], multi=track == "multi")
+        if section.get("ceiling"):
+            lines += method_table({"gold call (ceiling)": section["ceiling"]})[2:]
         lines.append("")
     for name, section in report.get("experiments", {}).items():
         lines += [f"## Experiment: {name}", ""]

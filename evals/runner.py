@@ -64,6 +64,20 @@ def run_single(agent: Any, tasks: Sequence[Task], method: Any, *, batch_size: in
     return outcomes
 
 
+def run_gold(agent: Any, tasks: Sequence[Task]) -> list[TaskOutcome]:
+    """Each task's gold call (the right tool with the user's real arguments) executed and
+    scored: the R. Acc the shop's search engine and recommender allow, printed beside
+    every method so a reader sees how much is left."""
+    from memory.build import gold_call
+
+    outcomes = []
+    for task in tasks:
+        name, arguments = gold_call(task, agent.dataset.histories)
+        f_acc, r_acc = score_executed(agent, task, {"name": name, "args": arguments})
+        outcomes.append(TaskOutcome(task.task_id, task.user_id, task.type, name, f_acc, r_acc))
+    return outcomes
+
+
 def run_multi(agent: Any, tasks: Sequence[Task], method: Any, *, max_steps: int = 6,
               seed: int = 0, bar: Any = None) -> list[TaskOutcome]:
     """The full graph per task with a rule-based simulated user answering `respond`.

@@ -25,7 +25,7 @@ class Suite:
 
 SMOKE = Suite(  # sized to finish within 5 minutes on two CPU cores
     name="smoke", users=3, tasks_per_user=3,
-    methods=("zero-shot", "prompt-k1", "steer-whole-attentive"),
+    methods=("zero-shot", "nearest-call", "prompt-k1", "steer-whole-attentive"),
     tracks=("single",), multi_users=2, experiments=(), max_history=4,
 )
 FULL = Suite(  # every held-out user, 1 of their ~10 test tasks: sized for 90 minutes on 2 cores

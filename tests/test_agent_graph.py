@@ -145,6 +145,24 @@ def test_zero_shot_and_prompt_memory_add_no_vector(sample_http, model, store):
         assert ("stuff for camping" in prompt) == (method == "prompt-k1")
 
 
+def test_nearest_call_copies_the_users_most_similar_past_call_without_the_model(sample_http, model, store):
+    from agent.prompt_memory import PastCall, PromptMemory
+
+    memory = PromptMemory(load_embedder())
+    memory.extend("U_CAMPER01", [PastCall("stuff for camping trips", SEARCH["name"], SEARCH["args"]),
+                                 PastCall("review my stove", "add_product_review", {"review": "Good."})])
+    memory.extend("U_COFFEE01", [PastCall("camping trips gear", RECOMMEND["name"], RECOMMEND["args"])])
+    chat, deps = make(sample_http, model, store, [RECOMMEND], method="nearest-call", prompt_memory=memory)
+    state = run(build_graph(deps), "U_CAMPER01", "need something for camping trips")
+    assert chat.seen == []  # no model ran
+    call = state["messages"][1].tool_calls[0]
+    assert (call["name"], call["args"]) == (SEARCH["name"], SEARCH["args"])
+    assert "Backpacking Tent" in state["messages"][-1].content
+    alone = run(build_graph(deps), "U_NOBODY", "need something for camping trips", thread="t2")
+    assert not alone["messages"][-1].tool_calls and "no past interaction" in alone["messages"][-1].content
+    assert chat.seen == []
+
+
 def test_a_tool_error_goes_back_to_the_model_once_then_is_reported(sample_http, model, store):
     bad = {"name": "get_product_details_by_asin", "args": {"product_asin": "B0NOSUCH99"}}
     chat, deps = make(sample_http, model, store, [bad, bad, SEARCH])

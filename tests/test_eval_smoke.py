@@ -35,13 +35,17 @@ def test_smoke_report_is_sound(smoke) -> None:
     out, report = smoke
     validate_report(report)
     single = report["tracks"]["single"]
-    assert set(single["methods"]) == {"zero-shot", "prompt-k1", "steer-whole-attentive"}
+    assert set(single["methods"]) == {"zero-shot", "nearest-call", "prompt-k1", "steer-whole-attentive"}
     assert len(report["users"]) == 3 and single["tasks"] >= 6
     for summary in single["methods"].values():
         assert summary["overall"]["n"] == single["tasks"]
         assert sum(g["n"] for g in summary["per_type"].values()) == single["tasks"]
         assert summary["median_latency_s"] > 0
     assert single["methods"]["zero-shot"]["steered_rate"] == 0.0
+    ceiling = single["ceiling"]  # the gold calls, executed: the right tool every time
+    assert ceiling["overall"]["n"] == single["tasks"] and ceiling["overall"]["function_acc"] == 1.0
+    assert ceiling["per_type"].get("search", {"result_acc": 1.0})["result_acc"] > 0.5
+    assert "| gold call (ceiling) |" in (out / "report.md").read_text()
     assert report["memory_build"]["interactions"] > 0
     for name in ("report.md", "single_turn.png"):
         assert (out / name).stat().st_size > 0

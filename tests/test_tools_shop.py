@@ -73,6 +73,23 @@ def test_search_result_is_text_for_the_model_and_asins_for_scoring(http):
     assert call(tools["search_product_by_query"], query="coffee").content == message.content
 
 
+@pytest.mark.parametrize(("written", "typed"), [
+    ("smart_light_bulb", "smart light bulb"),
+    ('{"query":"Zentrix smart light bulb"}', "Zentrix smart light bulb"),
+    ('coffee","query":"grinder', "coffee grinder"),
+    ("kids' shoes & socks - size 5", "kids' shoes socks size 5"),  # marks alone are no words
+    ("  espresso   cups, ", "espresso cups"),
+])
+def test_a_query_is_searched_as_a_person_would_type_it(http, written, typed):
+    tools = by_name(make_shop_tools(http, user_id="U_COFFEE01"))
+    message = call(tools["search_product_by_query"], query=written)
+    assert f'"{typed}"' in message.content.splitlines()[0]
+    if written == "smart_light_bulb":
+        return
+    cleaned = call(tools["search_product_by_query"], query=typed)
+    assert message.artifact.asins == cleaned.artifact.asins
+
+
 def test_recommend_and_details_tools(http):
     tools = by_name(make_shop_tools(http, user_id="U_CAMPER01"))
     recs = call(tools["get_recommendations_by_history"], product_sequence=["B0TENT0001"])
@@ -86,6 +103,7 @@ def test_recommend_and_details_tools(http):
     ("tool", "args", "expected"),
     [
         ("search_product_by_query", {"query": ""}, "query is empty"),
+        ("search_product_by_query", {"query": '{"":"__"}'}, "query is empty"),
         ("search_product_by_query", {"query": "q" * 501}, "at most 500"),
         ("get_product_details_by_asin", {"product_asin": "B0NOSUCH00"}, "B0NOSUCH00"),
         ("get_product_details_by_asin", {"product_asin": "tent"}, "'B0' followed by 8"),

@@ -14,12 +14,13 @@ wrong and what is allowed."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Protocol
 
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.prebuilt import InjectedState
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from tools.results import (
     ShopError,
@@ -46,9 +47,24 @@ ReviewAsin = Annotated[str | None, InjectedState("review_asin")]
 AsOf = Annotated[float | None, InjectedState("as_of")]
 
 
+def clean_query(text: str) -> str:
+    """A query as a person types it into a search box: words separated by single spaces,
+    with no underscores, JSON keys or punctuation (a small model writes `smart_light_bulb`
+    or `{"query":"..."}`, which a word index cannot match). A query of marks alone comes
+    out empty, which the shop refuses as such."""
+    text = re.sub(r'"\s*\w+\s*"\s*:', " ", text)  # a JSON key such as "query":
+    text = re.sub(r'[_{}\[\]"\\:;|<>=*#`~^]+', " ", text)
+    return " ".join(word for word in text.split() if re.search(r"\w", word)).rstrip(",.")
+
+
 class SearchArgs(BaseModel):
     query: str = Field(description="search words for the product, e.g. brand, type, features")
     user_id: UserId = None
+
+    @field_validator("query")
+    @classmethod
+    def _cleaned(cls, value: str) -> str:
+        return clean_query(value)
 
 
 class RecommendArgs(BaseModel):

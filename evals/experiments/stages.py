@@ -47,7 +47,7 @@ def decide_stage(agent: Any, tasks: list[Any], name: str, batch: int, bar: Any,
     from agent.methods import parse_method
 
     if method is None:
-        method = parse_method("prompt-k1" if name == "nearest-call" else name, agent.loaded.model_id)
+        method = parse_method(name, agent.loaded.model_id)
     decider = decider or agent.decider
     rows = []
     for start in range(0, len(tasks), batch):
@@ -59,7 +59,7 @@ def decide_stage(agent: Any, tasks: list[Any], name: str, batch: int, bar: Any,
                       "entries": d.entry_ids, "weights": d.weights} for d in steering]
         else:
             found = [_prompt_found(decider.prompt_memory, task, method) for task in group]
-        if name == "nearest-call":  # the first of the prompt memory's ranked matches
+        if method.kind == "lookup":  # the first of the prompt memory's ranked matches
             tools = [got["nearest"] for got in found]
         else:
             tools = decider.choose(method, asked, agent.tool_specs(), steering=steering)
