@@ -30,10 +30,10 @@ from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr
-from transformers import LogitsProcessor, StoppingCriteria
+from transformers import DynamicCache
 
 from agent.grammar import GrammarCache, GrammarRows, closing_text, tool_parameters
-from agent.tool_choice import FORCED_START, NameChosen, NameProcessor, NameRows, NameTable
+from agent.tool_choice import FORCED_START, named_tool
 from agent.prompt import (Examples, Template, copies_tool_list, format_tools, render_prompt,
                           resolve_template)
 from steering import (LoadedModel, SiteKey, SteeringVector, load_model, pack_rows, rerun_from,
@@ -41,9 +41,9 @@ from steering import (LoadedModel, SiteKey, SteeringVector, load_model, pack_row
 from steering.compat import cache_keyword
 
 # Where steering is added: every position, only the prompt, only generated tokens, or
-# "decision": only where the tool is chosen (the prompt's last token, after the call's
-# forced start, and the tokens of the tool's name: `choose_tools`), so the vector picks
-# the tool and the call is then written unsteered.
+# "decision": only where the tool is chosen (the last token of the call's forced start
+# `{"name":"` and the tokens of the tool's name until it is unique), so the vector picks
+# the tool and the rest of the same generation writes the call unsteered.
 Positions = Literal["all", "prompt", "generated", "decision"]
 PrefixReuse = Literal["never", "exact", "always"]
 NAME_WRITTEN = re.compile(r'"name"\s*:\s*"([^"]*)"')
@@ -58,7 +58,6 @@ class _Shared:
 
     grammars: GrammarCache
     lock: threading.Lock = field(default_factory=threading.Lock)
-    names: dict[tuple[str, ...], NameTable] = field(default_factory=dict)
 
 
 def shared_state(loaded: LoadedModel) -> _Shared:
@@ -255,9 +254,11 @@ class SteeredChatModel(BaseChatModel):
         """One decision per conversation in ONE left-padded batched `generate`, each row
         steered by its own vector (or None); each row's result equals its own run.
 
-        With `steering_positions="decision"` the steered model only picks each row's tool
-        (`choose_tools`, steered where the name is decided); the call is then written
-        unsteered under that tool's grammar, so steering cannot garble arguments.
+        With `steering_positions="decision"` a row is steered only while its tool is
+        decided (the forced start's last token, then the name until it is unique); those
+        few positions are then read again unsteered and the call is written on,
+        unsteered, in the same generation: the call two passes would give (a steered pick,
+        an unsteered call over the same tokens), and steering cannot garble arguments.
         """
         if not conversations:
             return []
@@ -276,16 +277,11 @@ class SteeredChatModel(BaseChatModel):
         if template == "base" and not self._constrained(choice):
             stops.append("\n")  # a base-template turn is one line
         positions = steering_positions or self.steering_positions
-        choices = [choice] * rows
-        if positions == "decision":
-            if self._constrained(choice) and not choice.text:  # steered or not: one way to pick
-                if len(choice.call_tools) > 1:  # among the tools the call may name (one: nothing to pick)
-                    picked = self.choose_tools(conversations, vectors, tools=choice.call_tools, positions="last")
-                    choices = [resolve_tool_choice(choice.call_tools, name) if name else choice
-                               for name in picked]
-                vectors = None
+        if positions == "decision" and not (self._constrained(choice) and not choice.text):
             positions = "all"  # where a call is not required, "decision" steers everywhere
-        out = self._run(loaded, token_rows, vectors, choices, template, budget, stops, positions)
+        elif positions == "decision" and len(choice.call_tools) == 1:
+            vectors = None  # one tool the call may name: nothing to decide
+        out = self._run(loaded, token_rows, vectors, choice, template, budget, stops, positions)
         stop_ids = shared_state(loaded).grammars.stop_token_ids
         messages = []
         for row in range(rows):
@@ -318,36 +314,31 @@ class SteeredChatModel(BaseChatModel):
         tools: Sequence[Any],
         positions: Literal["all", "last"] = "all",
     ) -> list[str]:
-        """Each conversation's tool as greedy generation under the grammar would name it,
-        without writing the call: the forced `{"name":"` is appended to the prompt, one
-        prefill reads it, and only the tokens that make the name unique are generated
-        (agent.tool_choice). Steering, when given, acts on every position it reads
-        ("all", as `steering_positions="decision"` does while a call is generated), or
-        only where the name is decided: the prompt's last token and the name's ("last")."""
+        """Each conversation's tool as greedy generation under the grammar names it, by
+        the same decoding (`_run`) stopped as soon as the name is unique: the forced
+        `{"name":"` is read with the prompt in one prefill and only the name tokens that
+        set it apart are generated. Steering, when given, acts on every position ("all",
+        as `steering_positions="all"` generation does) or only where the name is decided
+        ("last": as `steering_positions="decision"` does)."""
         if not conversations:
             return []
         loaded = self.get_loaded()
         specs = format_tools(tools)
         if not specs:
             raise ValueError("choose_tools needs at least one tool")
-        names = tuple(spec["function"]["name"] for spec in specs)
-        state = shared_state(loaded)
-        table = state.names.get(names)
-        if table is None:
-            table = state.names[names] = NameTable.build(loaded.tokenizer, names, state.grammars.vocab_size)
+        names = [spec["function"]["name"] for spec in specs]
+        if len(names) == 1:
+            return names * len(conversations)
         template = resolve_template(self.template, loaded.tokenizer)
-        prompts = [render_prompt(c, specs, tokenizer=loaded.tokenizer, template=template,
-                                 examples=self.examples) + FORCED_START for c in conversations]
+        prompts = [render_prompt(c, specs, tokenizer=loaded.tokenizer, template=template, examples=self.examples)
+                   for c in conversations]
         token_rows = loaded.tokenizer(prompts, add_special_tokens=template == "base")["input_ids"]
         vectors = _row_vectors(steering, len(conversations), loaded)
-        width = max(len(row) for row in token_rows)
-        rows = NameRows(table, width, loaded.tokenizer, [""] * len(token_rows))
-        budget = max(len(loaded.tokenizer(f'{n}"', add_special_tokens=False)["input_ids"]) for n in names)
-        self._run(loaded, token_rows, vectors, [_Choice([], True)] * len(token_rows), template, budget, [],
-                  "all" if positions == "all" else "generated",
-                  extra=([NameProcessor(rows)], [NameChosen(rows)]),
-                  steer_from=None if positions == "all" else width - 1)
-        return [rows.chosen(row) or rows.table.candidates(rows.written[row])[0] for row in range(len(token_rows))]
+        budget = len(FORCED_START) + max(len(n) for n in names) + 1  # a token is at least a character
+        out = self._run(loaded, token_rows, vectors, _Choice(specs, False), template, budget, [],
+                        "all" if positions == "all" else "decision", until_named=True)
+        texts = [loaded.tokenizer.decode(row, skip_special_tokens=True) for row in out.tokens]
+        return [named_tool(text, names) or names[0] for text in texts]
 
     def _reused_layers(self, loaded: LoadedModel, vectors: list[SteeringVector | None] | None,
                        positions: str) -> int | None:
@@ -358,7 +349,7 @@ class SteeredChatModel(BaseChatModel):
         if self.reuse_prefix == "never":
             return None
         layers = site_map_of(loaded).num_layers
-        if vectors is None or positions == "generated" or self.reuse_prefix == "always":
+        if vectors is None or positions in ("generated", "decision") or self.reuse_prefix == "always":
             return layers
         keys = {SiteKey.parse(key) for row in vectors if row is not None for key in row.tensors}
         return rerun_from(keys) if keys else layers
@@ -379,11 +370,12 @@ class SteeredChatModel(BaseChatModel):
 
     def _run(
         self, loaded: LoadedModel, token_rows: list[list[int]], vectors: list[SteeringVector | None] | None,
-        choices: list[_Choice], template: str, budget: int, stops: list[str], positions: str,
-        *, extra: tuple[list[LogitsProcessor], list[StoppingCriteria]] = ([], []),
-        steer_from: int | None = None,
+        choice: _Choice, template: str, budget: int, stops: list[str], positions: str,
+        *, until_named: bool = False,
     ) -> _Generated:
-        """One batched `generate` over left-padded rows.
+        """One batched decode over left-padded rows (`_Decoder`), each row ending on its
+        own: a stop token, its grammar complete, a stop string, the budget, or (with
+        `until_named`) its call's tool name unique.
 
         The rows take the instructions they share from the prefix cache, shifted per row
         so that each row keeps its place in the left-padded batch; for steered rows the
@@ -393,51 +385,250 @@ class SteeredChatModel(BaseChatModel):
         state = shared_state(loaded)
         tokenizer = loaded.tokenizer
         rows = len(token_rows)
-        grammars = [self._grammar(state, c, template) for c in choices]
+        grammar = self._grammar(state, choice, template)
+        grammar_rows = GrammarRows(
+            [grammar] * rows, state.grammars.vocab_size, [not (choice.text and template == "chat")] * rows,
+            quotes=state.grammars.quotes if self.close_loops else None,
+        )
         keep = self._reused_layers(loaded, vectors, positions)
         shared = loaded.prefixes.shared_length(token_rows, _window(loaded)) if keep is not None else 0
-        input_ids, attention = pack_rows(token_rows, tokenizer.pad_token_id)
-        input_ids, attention = input_ids.to(loaded.device), attention.to(loaded.device)
-        grammar_rows = GrammarRows(
-            grammars, state.grammars.vocab_size, [not (c.text and template == "chat") for c in choices],
-            quotes=state.grammars.quotes if self.close_loops else None,
-        ) if any(g is not None for g in grammars) else None
-        options: dict[str, Any] = {
-            "max_new_tokens": budget,
-            "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": state.grammars.stop_token_ids,
-        }
-        if self.temperature > 0:
-            options.update(do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0)
-        else:
-            options.update(do_sample=False, temperature=None, top_k=None, top_p=None)
-        if grammar_rows is not None:
-            options.update(logits_processor=[grammar_rows.processor], stopping_criteria=[grammar_rows.stopper])
-        if extra[0] or extra[1]:
-            options["logits_processor"] = [*options.get("logits_processor", []), *extra[0]]
-            options["stopping_criteria"] = [*options.get("stopping_criteria", []), *extra[1]]
-        if stops:
-            options.update(stop_strings=stops, tokenizer=tokenizer)
-        width = input_ids.shape[1]
-        gaps = [width - len(row) for row in token_rows]
-        prefix = token_rows[0][:shared]
+        names = [t["function"]["name"] for t in choice.call_tools]
+        decoder = _Decoder(loaded, grammar_rows, budget, stops, state.grammars.stop_token_ids,
+                           self.temperature, positions, names, until_named,
+                           [vectors is not None and vectors[row] is not None for row in range(rows)])
         with state.lock, loaded.lock, torch.no_grad():
-            prefixes, cache = loaded.prefixes, None
             # the shared instructions: computed once per model, unsteered (outside `steer`)
-            if shared:
-                cache = options[cache_keyword(loaded.model)] = prefixes.copy_for(loaded.model, prefix, rows, gaps)
-            with steer(loaded, vectors, positions=positions, prompt_length=steer_from or width):
+            prompt = decoder.start(token_rows, shared)
+            cache = loaded.prefixes.copy_for(loaded.model, prompt.prefix, rows, prompt.gaps) if shared else None
+            with steer(loaded, vectors, check=positions in ("all", "prompt")) as run:
                 if cache is not None and keep is not None:  # the layers a vector changes, if any
-                    prefixes.rerun_layers(loaded.model, cache, prefix, gaps, keep)
-                output = loaded.model.generate(input_ids=input_ids, attention_mask=attention, **options)
-        tokens = output[:, input_ids.shape[1]:].tolist()
-        if grammar_rows is None:
+                    loaded.prefixes.rerun_layers(loaded.model, cache, prompt.prefix, prompt.gaps, keep)
+                tokens = decoder.decode(prompt, cache, run)
+        if grammar is None:
             return _Generated(tokens, None, None)
         closings = [
             None if done else _closing(grammar_rows.matchers[row], tokens[row], tokenizer)
             for row, done in enumerate(grammar_rows.completed)
         ]
         return _Generated(tokens, list(grammar_rows.completed), closings)
+
+
+@dataclass
+class _Prompt:
+    """The first pass of a decode: each row's prompt with the run its grammar forces
+    first (the call's `{"name":"`), left-padded; `shared` columns come from the prefix
+    cache."""
+
+    ids: torch.Tensor
+    attention: torch.Tensor
+    gaps: list[int]
+    prefix: list[int]
+    forced: list[list[int]]
+    shared: int
+
+
+class _Decoder:
+    """Batched greedy (or sampled) decoding that does not spend a forward pass on what
+    the grammar forces.
+
+    After each token a row writes, the run its grammar admits alone next
+    (`GrammarRows.forced`: `{"name":"`, the rest of a name once it is unique,
+    `","arguments":{"query":"`) is appended at once, and the next pass feeds the row the
+    token and that run together: one pass per choice the model makes, not per token.
+    Rows feed runs of different lengths, so a pass is as wide as its longest run and a
+    shorter run sits right-aligned after holes. The attention masks are built here from
+    each row's own token positions (holes, left padding and re-read columns are never
+    attended to; a sliding window counts positions, not columns), so a row decodes as
+    it would alone, token by token. Only the last column's logits are computed: the
+    output head (262k rows on Gemma) is the largest matrix of a small model.
+
+    Steering is placed per token (`SteeringRun.where`): under "decision" a row is
+    steered on the forced start's last token and its name's tokens until the name is
+    unique; those columns are then dropped and read again unsteered with the next run,
+    so what follows attends to an unsteered past, as in a second, unsteered pass.
+    """
+
+    def __init__(self, loaded: LoadedModel, grammar: GrammarRows, budget: int, stops: list[str],
+                 stop_ids: list[int], temperature: float, positions: str, names: list[str] | None,
+                 until_named: bool, steered: list[bool]) -> None:
+        self.loaded, self.grammar, self.budget, self.stops = loaded, grammar, budget, stops
+        self.stop_ids, self.temperature, self.mode = set(stop_ids), temperature, positions
+        self.names, self.until_named, self.steered = names, until_named, steered
+        self.windows = _attention_windows(loaded.model)
+
+    def start(self, token_rows: list[list[int]], shared: int) -> _Prompt:
+        """The prompts with their forced first runs, packed (the forced tokens are accepted)."""
+        forced = []
+        for row in range(len(token_rows)):
+            run = self.grammar.forced(row, self.loaded.tokenizer)[: self.budget]
+            for token in run:
+                self.grammar.accept(row, token)
+            forced.append(run)
+        full = [prompt + run for prompt, run in zip(token_rows, forced)]
+        ids, attention = pack_rows(full, self.loaded.tokenizer.pad_token_id)
+        gaps = [ids.shape[1] - len(row) for row in full]
+        return _Prompt(ids, attention, gaps, token_rows[0][:shared], forced, shared)
+
+    def decode(self, prompt: _Prompt, cache: Any, run: Any) -> list[list[int]]:
+        """Each row's new tokens (forced ones included), decoded to its end."""
+        rows, width = prompt.ids.shape
+        device = self.loaded.device
+        self.cache = _full_layers(cache)
+        attention = prompt.attention.bool()
+        positions = (prompt.attention.cumsum(-1) - 1).clamp(min=0)
+        self.alive, self.positions = attention[:, : prompt.shared].to(device), positions[:, : prompt.shared].to(device)
+        self.run = run
+        lengths = [width - gap for gap in prompt.gaps]
+        written = [list(f) for f in prompt.forced]
+        steer = torch.zeros(rows, width, dtype=torch.bool)
+        for row, forced in enumerate(prompt.forced):
+            prompt_end = width - len(forced)
+            if self.mode in ("all", "prompt"):
+                steer[row, prompt.gaps[row]:prompt_end] = True
+            if forced and self.mode in ("all", "generated"):
+                steer[row, prompt_end:] = True
+            if forced and self.mode == "decision":
+                steer[row, width - 1] = True
+        # a row being decided under "decision": (column, token, position) of its steered tokens
+        deciding: list[list[tuple[int, int, int]] | None] = [
+            [(width - 1, f[-1], lengths[row] - 1)] if self.mode == "decision" and f and self.steered[row]
+            else None for row, f in enumerate(prompt.forced)]
+        done = [self._ended(row, written[row]) for row in range(rows)]
+        logits = self._pass(prompt.ids[:, prompt.shared:], positions[:, prompt.shared:],
+                            attention[:, prompt.shared:], steer[:, prompt.shared:])
+        next_position = lengths
+        while not all(done):
+            live = [row for row in range(rows) if not done[row]]
+            chosen = self._pick(self.grammar.mask(logits, live))
+            runs: list[list[tuple[int, int, bool]]] = [[] for _ in range(rows)]  # (token, position, steered)
+            for row in live:
+                new = [chosen[row]]
+                ended = self._accept(row, chosen[row], written[row])
+                if not ended:
+                    forced = self.grammar.forced(row, self.loaded.tokenizer)[: self.budget - len(written[row])]
+                    for token in forced:
+                        self.grammar.accept(row, token)
+                    written[row].extend(forced)
+                    new.extend(forced)
+                    ended = self._ended(row, written[row])
+                if ended:
+                    done[row] = True
+                    continue
+                steered = self._steered_now(row, written[row], deciding)
+                if deciding[row] is not None and not steered:  # just decided: read its steered past again, unsteered
+                    for column, token, position in deciding[row]:
+                        self.alive[row, column] = False
+                        runs[row].append((token, position, False))
+                    deciding[row] = None
+                start = next_position[row]
+                runs[row].extend((token, start + i, steered) for i, token in enumerate(new))
+                next_position[row] = start + len(new)
+            if all(done):
+                break
+            logits = self._feed(runs, deciding)
+        return written
+
+    def _steered_now(self, row: int, written: list[int], deciding: list[Any]) -> bool:
+        """Whether the tokens `row` feeds next are steered."""
+        if self.mode == "decision":
+            return deciding[row] is not None and self._named(row, written) is None
+        return self.mode in ("all", "generated")
+
+    def _named(self, row: int, written: list[int]) -> str | None:
+        return named_tool(self.loaded.tokenizer.decode(written, skip_special_tokens=True), self.names or [])
+
+    def _accept(self, row: int, token: int, written: list[int]) -> bool:
+        """Append `token` to `row`; whether the row has ended."""
+        written.append(token)
+        self.grammar.accept(row, token)
+        return self._ended(row, written)
+
+    def _ended(self, row: int, written: list[int]) -> bool:
+        if self.grammar.completed[row] or len(written) >= self.budget:
+            return True
+        if written and written[-1] in self.stop_ids:
+            return True
+        if self.until_named and self._named(row, written) is not None:
+            return True
+        if self.stops:
+            text = self.loaded.tokenizer.decode(written, skip_special_tokens=True)
+            return any(stop in text for stop in self.stops)
+        return False
+
+    def _pick(self, scores: torch.Tensor) -> list[int]:
+        if self.temperature > 0:
+            return torch.multinomial(torch.softmax(scores / self.temperature, dim=-1), 1)[:, 0].tolist()
+        return scores.argmax(dim=-1).tolist()
+
+    def _feed(self, runs: list[list[tuple[int, int, bool]]], deciding: list[Any]) -> torch.Tensor:
+        """One pass over each row's run, right-aligned; the steered tokens' columns are
+        remembered for rows still being decided."""
+        rows, width = len(runs), max(len(run) for run in runs)
+        ids = torch.full((rows, width), self.loaded.tokenizer.pad_token_id or 0, dtype=torch.long)
+        positions = torch.zeros((rows, width), dtype=torch.long)
+        alive = torch.zeros((rows, width), dtype=torch.bool)
+        steer = torch.zeros((rows, width), dtype=torch.bool)
+        first = self.alive.shape[1]
+        for row, run in enumerate(runs):
+            for index, (token, position, steered) in enumerate(run, start=width - len(run)):
+                ids[row, index], positions[row, index], alive[row, index], steer[row, index] = token, position, True, steered
+                if steered and deciding[row] is not None:
+                    deciding[row].append((first + index, token, position))
+        return self._pass(ids, positions, alive, steer)
+
+    def _pass(self, ids: torch.Tensor, positions: torch.Tensor, alive: torch.Tensor,
+              steer: torch.Tensor) -> torch.Tensor:
+        """One forward pass over new columns; the last column's logits (rows x vocab)."""
+        device = self.loaded.device
+        ids, positions, alive, steer = ids.to(device), positions.to(device), alive.to(device), steer.to(device)
+        self.alive = torch.cat([self.alive, alive], dim=1)
+        self.positions = torch.cat([self.positions, positions], dim=1)
+        self.run.where = steer
+        model = self.loaded.model
+        output = model(input_ids=ids, position_ids=positions, attention_mask=self._masks(ids.shape[1]),
+                       use_cache=True, logits_to_keep=1, **{cache_keyword(model): self.cache})
+        self.run.where = None
+        return output.logits[:, -1, :].float()
+
+    def _masks(self, width: int) -> Any:
+        """The 4D masks of a pass over the last `width` columns, per attention kind: a
+        token sees its own row's live tokens at positions up to its own (within the
+        window, for sliding layers), and a hole sees itself (so no row is all masked)."""
+        queries = self.positions[:, -width:, None]
+        keys = self.positions[:, None, :]
+        seen = self.alive[:, None, :] & (keys <= queries)
+        columns = self.alive.shape[1]
+        diagonal = torch.arange(width, device=seen.device)
+        masks = {}
+        for kind, window in self.windows.items():
+            mask = seen & (queries - keys < window) if window else seen.clone()
+            mask[:, diagonal, columns - width + diagonal] = True
+            mask = mask[:, None]
+            if self.loaded.model.config._attn_implementation == "eager":
+                mask = torch.zeros(mask.shape, dtype=self.loaded.dtype, device=mask.device).masked_fill(
+                    ~mask, torch.finfo(self.loaded.dtype).min)
+            masks[kind] = mask
+        return masks if None not in masks else masks[None]
+
+
+def _attention_windows(model: Any) -> dict[str | None, int | None]:
+    """Each attention kind's window (None: the whole past), by the config's layer types
+    (hybrid models take a mask per kind) or one kind for every layer."""
+    config = model.config.get_text_config()
+    window = getattr(config, "sliding_window", None)
+    kinds = getattr(config, "layer_types", None)
+    if kinds:
+        return {kind: window if kind == "sliding_attention" else None for kind in set(kinds)}
+    return {None: window}
+
+
+def _full_layers(cache: Any) -> DynamicCache:
+    """A cache that keeps every column of every layer (the decoder's masks apply any
+    sliding window), holding what `cache` (the prefix's copy, or None) holds."""
+    full = DynamicCache()
+    for index, layer in enumerate(cache.layers if cache is not None else []):
+        full.update(layer.keys, layer.values, index)
+    return full
 
 
 @dataclass

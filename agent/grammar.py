@@ -9,8 +9,8 @@ xgrammar checks a repetition bound above 128 at run time: a `{0,300}` string cos
 unbounded, and made up most of a call's decoding time. A runaway string is still
 stopped by the token budget (the call is then flagged unfinished), or earlier by the
 loop guard below. Compiling costs milliseconds to seconds, so grammars are compiled
-once per (tool set, mode) and cached on the model's `GrammarCache`; per request only a
-`GrammarMatcher` per batch row is made. A call the token budget cuts is closed with the
+once per (tool set, mode) and kept on the model's `GrammarCache` (an LRU of
+`MAX_GRAMMARS`); per request only a `GrammarMatcher` per batch row is made. A call the token budget cuts is closed with the
 shortest text the grammar accepts after it (`closing_text`), so a forced call is always
 delivered.
 """
@@ -23,13 +23,13 @@ import itertools
 import json
 import string
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import xgrammar as xgr
-from transformers import LogitsProcessor, StoppingCriteria
 
 CALL_SEPARATORS = (",", ":")
 # Free text in "auto" mode: anything that opens neither a call nor a list (a base model
@@ -49,6 +49,7 @@ JSON_CONTENT = "".join(dict.fromkeys("0tfn123456789-.eE" + string.ascii_letters 
     c for c in string.punctuation if c not in JSON_STRUCTURE + "\\")))
 FEW_CHOICES = 20  # a string allowing at most this many next characters is a choice
 CLOSING_EXPANSIONS = 2_000
+MAX_GRAMMARS = 32  # compiled grammars kept per model (GrammarCache)
 
 
 def bounded_schema(
@@ -108,19 +109,24 @@ def call_schema(
 
 @dataclass
 class GrammarCache:
-    """One xgrammar compiler per tokenizer and its compiled grammars, keyed by tool set."""
+    """One xgrammar compiler per tokenizer and its compiled grammars, keyed by tool set
+    and mode, the `max_entries` most recently used kept (a service whose clients bring
+    their own tools would otherwise keep every tool set it ever saw; a compiled grammar
+    over Gemma's 262k-token vocabulary holds megabytes)."""
 
     compiler: xgr.GrammarCompiler
     vocab_size: int
     stop_token_ids: list[int]
     quotes: TokenQuotes | None = None
-    compiled: dict[str, xgr.CompiledGrammar] = field(default_factory=dict)
+    max_entries: int = MAX_GRAMMARS
+    compiled: OrderedDict[str, xgr.CompiledGrammar] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def for_model(cls, tokenizer: Any, vocab_size: int, stop_token_ids: list[int]) -> GrammarCache:
         info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=stop_token_ids)
-        return cls(xgr.GrammarCompiler(info, max_threads=2), vocab_size, stop_token_ids,
+        # xgrammar's own cache is unbounded by default: this LRU is the one cache
+        return cls(xgr.GrammarCompiler(info, max_threads=2, cache_enabled=False), vocab_size, stop_token_ids,
                    TokenQuotes.of(tokenizer, vocab_size))
 
     def grammar(
@@ -133,18 +139,22 @@ class GrammarCache:
     ) -> xgr.CompiledGrammar:
         """The compiled grammar of one call to `tools`; with `allow_text` ("line" or
         "turn") a free-text answer is allowed instead of a call."""
-        schema = call_schema(tools, max_string_length, max_array_items)
-        key = json.dumps([schema, allow_text], sort_keys=True)
+        key = json.dumps([tools, allow_text, max_string_length, max_array_items], sort_keys=True)
         with self.lock:
             found = self.compiled.get(key)
-            if found is None:
-                grammar = xgr.Grammar.from_json_schema(
-                    json.dumps(schema), any_whitespace=False, separators=CALL_SEPARATORS, strict_mode=True
-                )
-                if allow_text:
-                    text = TEXT_LINE_EBNF if allow_text == "line" else TEXT_TURN_EBNF
-                    grammar = xgr.Grammar.union(grammar, xgr.Grammar.from_ebnf(text))
-                found = self.compiled[key] = self.compiler.compile_grammar(grammar)
+            if found is not None:
+                self.compiled.move_to_end(key)
+                return found
+            schema = call_schema(tools, max_string_length, max_array_items)
+            grammar = xgr.Grammar.from_json_schema(
+                json.dumps(schema), any_whitespace=False, separators=CALL_SEPARATORS, strict_mode=True
+            )
+            if allow_text:
+                text = TEXT_LINE_EBNF if allow_text == "line" else TEXT_TURN_EBNF
+                grammar = xgr.Grammar.union(grammar, xgr.Grammar.from_ebnf(text))
+            found = self.compiled[key] = self.compiler.compile_grammar(grammar)
+            while len(self.compiled) > self.max_entries:
+                self.compiled.popitem(last=False)
         return found
 
 
@@ -299,10 +309,12 @@ def repeated_block(tokens: Sequence[int], repeats: int = LOOP_REPEATS, period: i
 
 
 class GrammarRows:
-    """Per-row grammar state during one batched `generate`: a logits processor that
-    masks every token the row's grammar forbids, and a stopping criterion that ends a
-    row as soon as its grammar is complete (no extra stop token is generated).
-    Rows with grammar None are left free."""
+    """Per-row grammar state during one batched decode: `mask` forbids every token the
+    row's grammar does not allow next, `accept` moves a row on by the token it wrote and
+    says whether its grammar ended it (a call grammar when its JSON closes; no extra stop
+    token is generated), and `forced` gives the tokens the grammar admits alone next
+    (accepted, so the decoder appends them without a forward pass each). Rows with
+    grammar None are left free."""
 
     def __init__(
         self,
@@ -315,44 +327,65 @@ class GrammarRows:
         # mode) is complete after every character, so those rows end on the stop token.
         self.stop_on_complete = list(stop_on_complete or [True] * len(grammars))
         self.matchers = [None if g is None else xgr.GrammarMatcher(g) for g in grammars]
-        self.done = [m is None for m in self.matchers]
         self.completed = [False] * len(self.matchers)
         self.bitmask = xgr.allocate_token_bitmask(len(self.matchers), vocab_size)
-        self.constrained = [i for i, m in enumerate(self.matchers) if m is not None]
         self.generated: list[list[int]] = [[] for _ in self.matchers]
         self.quotes = quotes  # None: no loop guard
-        self.processor = _MaskProcessor(self)
-        self.stopper = _GrammarStop(self)
 
-
-class _MaskProcessor(LogitsProcessor):
-    def __init__(self, rows: GrammarRows) -> None:
-        self.rows = rows
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        rows = self.rows
-        live = [i for i in rows.constrained if not rows.done[i]]
+    def mask(self, scores: torch.Tensor, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """`scores` (rows x vocab) with what each of `rows` (default: all) may not write
+        next set to -inf, in place; rows without a grammar are left as they are."""
+        live = [i for i in (range(len(self.matchers)) if rows is None else rows) if self.matchers[i] is not None]
         for i in live:
-            rows.matchers[i].fill_next_token_bitmask(rows.bitmask, i)
-        if live:
-            if bool((rows.bitmask[live] == 0).all(dim=-1).any()):
-                raise RuntimeError(
-                    "the grammar allows no token of this vocabulary next (the tokenizer cannot "
-                    "spell a character the tool schema needs); use a tokenizer with byte fallback"
-                )
-            # xgrammar writes the mask into contiguous rows; anything else is masked on a copy
-            native = scores.device.type in ("cpu", "cuda") and scores.is_contiguous()
-            target = scores if native else scores.cpu().contiguous()
-            xgr.apply_token_bitmask_inplace(target, rows.bitmask.to(target.device), indices=live)
-            if target is not scores:
-                scores.copy_(target)
-            if rows.quotes is not None:
-                for i in live:
-                    _close_a_looping_string(rows, i, scores)
+            self.matchers[i].fill_next_token_bitmask(self.bitmask, i)
+        if not live:
+            return scores
+        if bool((self.bitmask[live] == 0).all(dim=-1).any()):
+            raise RuntimeError(
+                "the grammar allows no token of this vocabulary next (the tokenizer cannot "
+                "spell a character the tool schema needs); use a tokenizer with byte fallback"
+            )
+        # xgrammar writes the mask into contiguous rows; anything else is masked on a copy
+        native = scores.device.type in ("cpu", "cuda") and scores.is_contiguous()
+        target = scores if native else scores.cpu().contiguous()
+        xgr.apply_token_bitmask_inplace(target, self.bitmask.to(target.device), indices=live)
+        if target is not scores:
+            scores.copy_(target)
+        if self.quotes is not None:
+            for i in live:
+                _close_a_looping_string(self, i, scores)
         return scores
 
+    def accept(self, row: int, token: int) -> bool:
+        """Move `row` on by `token`; True when its grammar has ended (then `completed`)."""
+        matcher = self.matchers[row]
+        if matcher is None:
+            return False
+        if not matcher.accept_token(token):
+            raise RuntimeError(f"grammar rejected token {token} in row {row}; the mask was bypassed")
+        self.generated[row].append(token)
+        if matcher.is_terminated() or (self.stop_on_complete[row] and matcher.is_completed()):
+            self.completed[row] = True
+        return self.completed[row]
 
-def _close_a_looping_string(rows: GrammarRows, row: int, scores: torch.FloatTensor) -> None:
+    def forced(self, row: int, tokenizer: Any) -> list[int]:
+        """The tokens `row`'s grammar admits alone next, spelled as the tokenizer spells
+        the forced text (so every path to the same text reads the same tokens: the
+        call's start `{"name":"`, the rest of a name once it is unique, a key); none
+        where the grammar would refuse that spelling (the row is then decoded token by
+        token there). Not accepted yet: `accept` each one that is used."""
+        matcher = self.matchers[row]
+        if matcher is None or matcher.is_completed() or matcher.is_terminated():
+            return []
+        text = matcher.find_jump_forward_string()
+        if not text:
+            return []
+        tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
+        probe = matcher.fork()
+        return tokens if all(probe.accept_token(t) for t in tokens) else []
+
+
+def _close_a_looping_string(rows: GrammarRows, row: int, scores: torch.Tensor) -> None:
     """The loop guard. The base model sometimes repeats itself inside a string
     ("case_phone_case_phone_...") until the token budget runs out, which loses the call
     and holds up every other row of the batch. When a row's last tokens repeat one
@@ -367,23 +400,3 @@ def _close_a_looping_string(rows: GrammarRows, row: int, scores: torch.FloatTens
     if bool(closing.any()):
         scores[row, :vocab] = torch.where(closing, scores[row, :vocab], float("-inf"))
         scores[row, vocab:] = float("-inf")
-
-
-class _GrammarStop(StoppingCriteria):
-    def __init__(self, rows: GrammarRows) -> None:
-        self.rows = rows
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        rows = self.rows
-        last = input_ids[:, -1].tolist()
-        for i in rows.constrained:
-            if rows.done[i]:
-                continue
-            matcher = rows.matchers[i]
-            if not matcher.accept_token(last[i]):
-                raise RuntimeError(f"grammar rejected token {last[i]} in row {i}; the mask was bypassed")
-            rows.generated[i].append(last[i])
-            if matcher.is_terminated() or (rows.stop_on_complete[i] and matcher.is_completed()):
-                rows.done[i] = rows.completed[i] = True
-        stop = [rows.done[i] if rows.matchers[i] is not None else False for i in range(len(last))]
-        return torch.tensor(stop, dtype=torch.bool, device=input_ids.device)

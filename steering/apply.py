@@ -40,6 +40,10 @@ class SteeringRun:
     forward_calls: int = 0
     fired: dict[str, int] = field(default_factory=dict)
     moved: dict[str, int] = field(default_factory=dict)
+    # Set by a caller that runs the forward passes itself (agent.chat_model's decoder):
+    # (rows, tokens) of the next pass, True where the vectors are added; it replaces
+    # `positions` while set, so steering can stop per row in the middle of a generation.
+    where: torch.Tensor | None = None
     _current: torch.Tensor | None = None  # absolute positions of the running forward
 
 
@@ -102,7 +106,11 @@ def steer(
         def hook(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
             hidden = hidden_of(output)
             add = delta[:, None, :]
-            if positions != "all":
+            if run.where is not None:
+                if not bool(run.where.any()):
+                    return None
+                add = add * run.where[:, :, None].to(hidden.dtype)
+            elif positions != "all":
                 assert run._current is not None and run.prompt_length is not None
                 in_prompt = run._current < run.prompt_length
                 keep = in_prompt if positions == "prompt" else ~in_prompt

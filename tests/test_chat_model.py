@@ -79,7 +79,11 @@ def test_bind_tools_with_each_kind_gives_tool_calls(model, kind) -> None:
     assert call["name"] in names and call["type"] == "tool_call"
     assert call["id"].startswith("call_") and isinstance(call["args"], dict)
     assert "user_id" not in call["args"]  # injected from state, never generated
-    assert message.response_metadata["finish_reason"] == "tool_calls"
+    meta = message.response_metadata
+    if kind == "langchain":  # this random model writes the integer's digits until the budget,
+        assert meta["finish_reason"] == "length" and meta["cut"]["closed_with"] == "}}"  # closed by the grammar
+    else:
+        assert meta["finish_reason"] == "tool_calls"
     assert message.usage_metadata["output_tokens"] > 0
 
 
@@ -296,10 +300,10 @@ def test_reusing_the_shared_prefix_changes_no_decision(loaded, reuse, monkeypatc
     assert reruns == ([2, 2, 2, 2] if reuse == "always" else [1, 2, 1, 2])
 
 
-def test_decision_steering_reuses_the_prefix_in_both_passes(loaded) -> None:
-    """Both passes of "decision" steering take the shared instructions from the cache
-    (the name pass steers only its last positions, so it reuses every layer), with the
-    same calls as computing everything."""
+def test_decision_steering_reuses_the_prefix(loaded) -> None:
+    """The one pass of "decision" steering takes the shared instructions from the cache
+    (it steers only where the name is decided, after the prompt, so it reuses every
+    layer), with the same calls as computing everything."""
     from steering.prefix import PrefixCache
 
     tools = [find_items, double, end_session]
@@ -313,10 +317,9 @@ def test_decision_steering_reuses_the_prefix_in_both_passes(loaded) -> None:
         (a,) = reused.generate_batch([request], steering=[vec], tools=tools, tool_choice="any")
         (b,) = full.generate_batch([request], steering=[vec], tools=tools, tool_choice="any")
         assert a.tool_calls[0] | {"id": ""} == b.tool_calls[0] | {"id": ""}
-    # the 1st decision's name pass only records its prompt (it ends with the call's forced
-    # start); its arguments pass, the same instructions with another ending, stores them;
-    # both passes of the 2nd and of the 3rd decision reuse them
-    assert (loaded.prefixes.misses, loaded.prefixes.hits) == (1, 4)
+    # the 1st decision only records its prompt; the 2nd, the same instructions with
+    # another request, stores them; the 3rd reuses them
+    assert (loaded.prefixes.misses, loaded.prefixes.hits) == (1, 1)
 
 
 def test_pack_rows_pads_on_the_left() -> None:

@@ -199,8 +199,8 @@ def test_the_mask_lands_on_the_right_tokens_of_non_contiguous_logits(model: Stee
     compiled = state.grammars.grammar(spec)
     logits = torch.randn(state.grammars.vocab_size, 2).T  # rows with stride 2: not contiguous
     assert not logits.is_contiguous()
-    masked = GrammarRows([compiled, compiled], state.grammars.vocab_size).processor(None, logits.clone())
-    expected = GrammarRows([compiled, compiled], state.grammars.vocab_size).processor(None, logits.contiguous())
+    masked = GrammarRows([compiled, compiled], state.grammars.vocab_size).mask(logits.clone())
+    expected = GrammarRows([compiled, compiled], state.grammars.vocab_size).mask(logits.contiguous())
     assert torch.equal(masked, expected)
     assert int(torch.isfinite(expected[0]).sum()) < state.grammars.vocab_size  # the mask forbade something
 
@@ -238,3 +238,28 @@ def test_a_string_that_loops_is_closed_and_the_call_stays_valid() -> None:
     assert len(looped.tool_calls[0]["args"]["query"]) > len(query)
     assert 0 < len(query) <= 20, query
     assert any(query.endswith(block * 3) for block in ("a", "b", "ab", "ba")), query
+
+
+def test_the_grammar_cache_keeps_the_most_recently_used(model: SteeredChatModel) -> None:
+    """An LRU of `max_entries` compiled grammars: the same tool set is compiled once, a
+    grammar used again is kept, the least recently used one is dropped."""
+    from agent.grammar import GrammarCache
+
+    loaded = model.get_loaded()
+    cache = GrammarCache.for_model(loaded.tokenizer, shared_state(loaded).grammars.vocab_size,
+                                   shared_state(loaded).grammars.stop_token_ids)
+    cache.max_entries = 2
+    a, b, c = (format_tools([tool]) for tool in (find_items, rate_item, OPENAI_PING))
+    first = cache.grammar(a)
+    assert cache.grammar(a) is first  # compiled once
+    cache.grammar(b)
+    cache.grammar(a)  # a is now the most recently used
+    cache.grammar(c)  # drops b
+    assert len(cache.compiled) == 2
+    assert cache.grammar(a) is first
+    assert xgr.GrammarMatcher(cache.grammar(b)).accept_string(render_call("rate_item", {"asin": "x", "stars": 1}))
+    assert len(cache.compiled) == 2  # b compiled again, c dropped
+
+
+OPENAI_PING = {"type": "function", "function": {"name": "ping", "description": "Ping a host.", "parameters": {
+    "type": "object", "properties": {"host": {"type": "string"}}, "required": ["host"]}}}
