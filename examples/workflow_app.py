@@ -2,10 +2,12 @@
 
 Two users of the tracker say the same vague thing, "anything pending?", and mean
 opposite things by it: Ada wants to see her open tasks, Ben wants a reminder created.
-Each user's past (request, accepted call, other call) examples become steering vectors
-in that user's own memory (Chroma); a new request is answered by a LangChain agent
-(`create_agent`) whose model is the project's `SteeredChatModel`, steered by the
-vectors retrieved for that user only. The tools run against the tracker's state.
+Each user's past (request, accepted call) examples become steering vectors in that
+user's own memory (Chroma), made by the project's one learner (`memory.learner.Learner`,
+each call contrasted with the app's other tools); a new request is answered by a
+LangChain agent (`create_agent`) whose model is the project's `SteeredChatModel`,
+steered by the vectors retrieved for that user only. The tools run against the
+tracker's state.
 
     python examples/workflow_app.py                 # bundled Gemma 3 270M
     python examples/workflow_app.py --model PATH    # another local model
@@ -20,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,17 +33,18 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 NEW_REQUEST = "anything pending?"
 MAX_TASK_ID = 2**63 - 1  # SQLite's INTEGER
 
-# Each user's past interactions: (request, accepted call, the other call they did not want).
-HISTORY: dict[str, list[tuple[str, tuple[str, dict], tuple[str, dict]]]] = {
+# Each user's past interactions: (request, the call they accepted). What each accepted call
+# is contrasted with is the learner's negative policy (`other-tools`: the app's other tools).
+HISTORY: dict[str, list[tuple[str, tuple[str, dict]]]] = {
     "ada": [
-        ("anything pending for today?", ("list_tasks", {"status": "open"}), ("create_task", {"title": "today", "due": "today"})),
-        ("what is pending?", ("list_tasks", {"status": "open"}), ("create_task", {"title": "pending", "due": "tomorrow"})),
-        ("anything left to do?", ("list_tasks", {"status": "open"}), ("create_task", {"title": "left to do", "due": "friday"})),
+        ("anything pending for today?", ("list_tasks", {"status": "open"})),
+        ("what is pending?", ("list_tasks", {"status": "open"})),
+        ("anything left to do?", ("list_tasks", {"status": "open"})),
     ],
     "ben": [
-        ("anything pending for today?", ("create_task", {"title": "check pending items", "due": "today"}), ("list_tasks", {"status": "open"})),
-        ("what is pending?", ("create_task", {"title": "review pending work", "due": "tomorrow"}), ("list_tasks", {"status": "open"})),
-        ("anything left to do?", ("create_task", {"title": "plan what is left", "due": "friday"}), ("list_tasks", {"status": "open"})),
+        ("anything pending for today?", ("add_task", {"title": "check pending items", "due": "today"})),
+        ("what is pending?", ("add_task", {"title": "review pending work", "due": "tomorrow"})),
+        ("anything left to do?", ("add_task", {"title": "plan what is left", "due": "friday"})),
     ],
 }
 
@@ -84,11 +87,16 @@ def make_tools(tracker: TaskTracker, owner: str) -> list[Any]:
     """The three LangChain tools, bound to one user's tasks (the user never picks the owner).
 
     `return_direct` ends the agent after one action: the tracker answers one request
-    with one call, and the agent does not loop on a small model.
+    with one call, and the agent does not loop on a small model. The names differ in
+    their first letter, so the name's first token decides the tool. Next to
+    `complete_task`, a `create_task` may start with a token `c` that both names share
+    (the tests' tiny tokenizer: `c`,`r`,... and `co`,`m`,...); the model then decides
+    at `c` + `r` or `o`, a step the learner never reads (it reads each name's own
+    tokens, `cr` against `co`), and steering towards it misses.
     """
     from langchain_core.tools import StructuredTool, ToolException
 
-    def create_task(title: str, due: str) -> str:
+    def add_task(title: str, due: str) -> str:
         """Create a task or reminder with a short title and a due day."""
         return _answer(tracker.create, owner, title, due)
 
@@ -108,73 +116,77 @@ def make_tools(tracker: TaskTracker, owner: str) -> list[Any]:
 
     return [
         StructuredTool.from_function(f, return_direct=True, handle_tool_error=True)
-        for f in (create_task, list_tasks, complete_task)
+        for f in (add_task, list_tasks, complete_task)
     ]
 
 
 @dataclass(frozen=True)
 class Settings:
-    """How vectors are made and sized: sites/layer of extraction, relative strength."""
+    """How vectors are read and sized: the site and layer, the strength relative to the
+    residual norm, and retrieval's threshold and k. The agent's own defaults for the
+    model fill in the rest (agent/defaults.json)."""
 
-    sites: str = "attn+mlp"
-    layer: int | None = None  # None: a third of the way into the model
+    sites: str = "whole"
+    layer: int | None = None  # None: the agent's default layer, at most the model's last
     strength: float = 0.5
     threshold: float = 0.3
     top_k: int = 4
 
+    def method(self, model: Any) -> Any:
+        """These settings as the `agent.methods.Method` the learner reads entries for.
+        Steering only picks the tool ("decision" positions), as the vectors are read
+        where the tool is decided; the arguments are written unsteered."""
+        from agent.methods import parse_method
 
-def layer_of(model: Any, settings: Settings) -> int:
-    return settings.layer if settings.layer is not None else model.num_layers // 3
+        base = parse_method(f"steer-{self.sites}-attentive", model.model_id)
+        layer = self.layer if self.layer is not None else min(base.layers[0], model.num_layers - 1)
+        return replace(base, layers=(layer,), alpha=self.strength, threshold=self.threshold,
+                       top_k=self.top_k, positions="decision")
 
 
-def build_memory(model: Any, store: Any, tools: list[Any], history: dict[str, list], settings: Settings) -> int:
-    """Extract one vector per past example, in the format the model decides in, and
-    store it under its user; returns the number of entries added."""
+def decision_format(chat: Any, tools: list[Any]) -> Any:
+    """(request, tool, arguments) -> (prompt, answer) as the app's agent decides: the
+    prompt the chat model renders for these tools with the call's forced start
+    `{"name":"` appended, and the part of the tool's name that tells it apart from the
+    app's other tools (`agent.tool_choice.deciding_prefix`)."""
     from langchain_core.messages import HumanMessage
 
-    from agent.prompt import render_call, render_prompt
-    from memory import MemoryEntry, digest_arguments, make_entry_id
-    from steering import ContrastPair, extract_vectors
+    from agent.prompt import format_tools, render_prompt
+    from agent.tool_choice import FORCED_START, deciding_prefix
 
-    entries = []
-    for user, examples in history.items():
-        pairs = [
-            ContrastPair(
-                prompt=render_prompt([HumanMessage(request)], tools, tokenizer=model.tokenizer, template="auto"),
-                positive=render_call(*accepted),
-                negative=render_call(*other),
-            )
-            for request, accepted, other in examples
-        ]
-        deltas = extract_vectors(model, pairs, sites=settings.sites, layers=[layer_of(model, settings)])
-        for (request, (name, args), _), delta in zip(examples, deltas):
-            entries.append(MemoryEntry(
-                user_id=user, key=request, vectors={k: v.float().numpy() for k, v in delta.items()},
-                tool=name, args_digest=digest_arguments(args), timestamp=time.time(),
-                source="bootstrap", entry_id=make_entry_id(user, request),
-            ))
-    return store.add(entries, hygiene=False).added
+    loaded = chat.get_loaded()
+    specs = format_tools(tools)
+    names = [spec["function"]["name"] for spec in specs]
+    prefixes = {name: deciding_prefix(loaded.tokenizer, name, names) for name in names}
+
+    def format_call(request: str, tool: str, arguments: dict) -> tuple[str, str]:
+        prompt = render_prompt([HumanMessage(request)], specs, tokenizer=loaded.tokenizer,
+                               template=chat.template, examples=chat.examples)
+        return prompt + FORCED_START, prefixes[tool]
+
+    return format_call
 
 
-def user_vector(model: Any, store: Any, user: str, request: str, settings: Settings) -> tuple[Any, list[str]]:
-    """This user's steering for this request (None when memory abstains), and the ids
-    of the entries it came from: retrieval only ever reads this user's entries."""
-    import torch
+def make_learner(chat: Any, store: Any, tools: list[Any], settings: Settings) -> Any:
+    """The app's `memory.learner.Learner`: vectors read where the app's agent decides,
+    each accepted call contrasted with the app's other tools (`other-tools`)."""
+    from memory.learner import Learner, negative_policy, steering_extractor
 
-    from steering import SteeringVector, reference_norms
-    from steering import aggregate, scale
+    loaded = chat.get_loaded()
+    method = settings.method(loaded)
+    policy = negative_policy("other-tools", tools=[tool.name for tool in tools])
+    return Learner(store, steering_extractor(loaded, [method.site], method.layers), policy,
+                   decision_format(chat, tools), model=loaded)
 
-    found = store.retrieve(user, request, k=settings.top_k, threshold=settings.threshold)
-    if found.abstained:
-        return None, []
-    vectors = [
-        SteeringVector({k: torch.from_numpy(rows[i]) for k, rows in found.vectors.items()},
-                       model.model_id, model.hidden_size)
-        for i in range(len(found.entry_ids))
-    ]
-    combined = aggregate(vectors, method="attentive", weights=[float(w) for w in found.weights])
-    sized = scale(combined, settings.strength, mode="relative", reference_norms=reference_norms(model))
-    return sized.to(model.device, model.dtype), list(found.entry_ids)
+
+def past_interactions(history: dict[str, list]) -> list[Any]:
+    """Each user's past examples as the learner's interactions (ids: user + request)."""
+    from memory import make_entry_id
+    from memory.learner import Interaction
+
+    now = time.time()
+    return [Interaction(user, request, name, args, now, make_entry_id(user, request))
+            for user, examples in history.items() for request, (name, args) in examples]
 
 
 @dataclass
@@ -235,7 +247,9 @@ def main(
     from common.embedding import load_embedder
 
     loaded = open_model(model)
-    chat = SteeredChatModel(loaded=loaded, max_new_tokens=max_new_tokens, max_string_length=max_string_length)
+    method = settings.method(loaded)
+    chat = SteeredChatModel(loaded=loaded, max_new_tokens=max_new_tokens, max_string_length=max_string_length,
+                            steering_positions=method.positions)
     tracker = TaskTracker()
     tracker.create("ada", "pay rent", "friday")  # something pending for Ada to list
     temporary = tempfile.TemporaryDirectory() if store_dir is None else None
@@ -243,14 +257,15 @@ def main(
     out: dict[str, Any] = {"model": loaded.model_id, "request": request, "users": {}}
     try:
         with MemoryStore(directory, loaded.model_id, loaded.hidden_size, load_embedder()) as store:
-            out["added"] = build_memory(loaded, store, make_tools(tracker, "_"), HISTORY, settings)
+            learner = make_learner(chat, store, make_tools(tracker, "_"), settings)
+            out["added"] = learner.learn_batch(past_interactions(HISTORY), progress=False).added
             for user in HISTORY:
                 agent = make_agent(chat, make_tools(tracker, user))
-                vector, entry_ids = user_vector(loaded, store, user, request, settings)
+                steering = learner.steering_for(user, request, method)  # this user's entries only
                 plain = run_request(agent, request, None)
-                steered = run_request(agent, request, vector) if vector is not None else None
+                steered = run_request(agent, request, steering.vector) if steering.applied else None
                 out["users"][user] = {
-                    "unsteered": plain, "steered": steered, "entries": entry_ids,
+                    "unsteered": plain, "steered": steered, "entries": steering.entry_ids,
                     "tasks": tracker.list(user, "all"),
                 }
     finally:

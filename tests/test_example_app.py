@@ -69,7 +69,7 @@ def test_memory_holds_every_past_example(run) -> None:
 
 def test_each_user_is_steered_only_by_their_own_entries(run) -> None:
     for user, row in run["users"].items():
-        own = {make_entry_id(user, request) for request, _, _ in HISTORY[user]}
+        own = {make_entry_id(user, request) for request, _ in HISTORY[user]}
         assert row["entries"], f"{user}: memory abstained on a request like their past ones"
         assert set(row["entries"]) <= own, f"{user} was steered by another user's entries"
 
@@ -86,7 +86,7 @@ def test_calls_are_valid_for_the_bound_tools(run) -> None:
 
 def test_a_created_task_is_then_listed(run) -> None:
     created = [(user, call) for user, row in run["users"].items()
-               for call in (row["unsteered"], row["steered"]) if call and call["name"] == "create_task"]
+               for call in (row["unsteered"], row["steered"]) if call and call["name"] == "add_task"]
     assert created, "no run created a task; the strong vector should have moved one"
     for user, call in created:
         titles = [task["title"] for task in run["users"][user]["tasks"]]
@@ -118,4 +118,4 @@ def test_bundled_model_answers_both_users(tmp_path) -> None:
     out = main(None, tmp_path, verbose=False)
     for user, row in out["users"].items():
         assert row["entries"] and row["steered"] is not None, (user, row)
-        assert row["steered"]["name"] in ("create_task", "list_tasks", "complete_task")
+        assert row["steered"]["name"] in ("add_task", "list_tasks", "complete_task")
