@@ -56,11 +56,10 @@ def real():
     return SteeredChatModel(loaded=load_model())
 
 
-@pytest.mark.slow
-def test_choose_tools_picks_what_greedy_generation_writes(real, tmp_path):
-    """60 real-model decisions (unsteered and steered at two strengths): the tool
-    `choose_tools` reads (decoding stopped once the name is unique) is the tool greedy
-    generation under the grammar writes, steered the same way."""
+@pytest.fixture(scope="module")
+def decisions(real, tmp_path_factory):
+    """20 real requests, the shop's single-turn tools, and a real vector (towards
+    recommendations, away from a review) at two strengths, None: unsteered."""
     from langchain_core.messages import HumanMessage
 
     from agent.runtime import SINGLE_TURN_TOOLS, call_formatter
@@ -69,7 +68,7 @@ def test_choose_tools_picks_what_greedy_generation_writes(real, tmp_path):
     from tools.data import generate_dataset, load_dataset
 
     loaded = real.get_loaded()
-    dataset = load_dataset(generate_dataset(tmp_path / "d", users=6, seed=5))
+    dataset = load_dataset(generate_dataset(tmp_path_factory.mktemp("d"), users=6, seed=5))
     requests = [t.task for t in dataset.test][:20]
     specs = sorted((t for t in make_shop_tools(None) if t.name in SINGLE_TURN_TOOLS),
                    key=lambda t: SINGLE_TURN_TOOLS.index(t.name))
@@ -78,10 +77,19 @@ def test_choose_tools_picks_what_greedy_generation_writes(real, tmp_path):
     (delta,) = extract_vectors(loaded, [ContrastPair(prompt, positive, negative)], "whole", [14])
     vector = SteeringVector(delta, loaded.model_id, loaded.hidden_size)
     norms = reference_norms(loaded)
+    vectors = {alpha: None if alpha is None else scale(vector, alpha, reference_norms=norms).to(loaded.device, loaded.dtype)
+               for alpha in (None, 0.3, 1.0)}
+    return [[HumanMessage(r)] for r in requests], specs, vectors
+
+
+@pytest.mark.slow
+def test_choose_tools_picks_what_greedy_generation_writes(real, decisions):
+    """60 real-model decisions (unsteered and steered at two strengths): the tool
+    `choose_tools` reads (decoding stopped once the name is unique) is the tool greedy
+    generation under the grammar writes, steered the same way."""
+    conversations, specs, vectors = decisions
     seen = set()
-    for alpha in (None, 0.3, 1.0):
-        sized = None if alpha is None else scale(vector, alpha, reference_norms=norms).to(loaded.device, loaded.dtype)
-        conversations = [[HumanMessage(r)] for r in requests]
+    for sized in vectors.values():
         chosen = real.choose_tools(conversations, sized, tools=specs, positions="all")
         written = real.generate_batch(conversations, sized, tools=specs, tool_choice="any",
                                       steering_positions="all", max_new_tokens=24)
@@ -89,6 +97,44 @@ def test_choose_tools_picks_what_greedy_generation_writes(real, tmp_path):
         assert chosen == names
         seen.update(chosen)
     assert len(seen) >= 2  # steering changed some decisions: the comparison is not trivial
+
+
+@pytest.fixture(scope="module")
+def passes(real, decisions):
+    """40 real steered decisions, each made twice: "decision" steering in one
+    generation, and two passes (the tool picked with steering only where the name is
+    decided, `choose_tools` "last", then the call written unsteered for that tool)."""
+    conversations, specs, vectors = decisions
+    one, two, picked = [], [], []
+    for alpha in (0.3, 1.0):
+        one += real.generate_batch(conversations, vectors[alpha], tools=specs, tool_choice="any",
+                                   steering_positions="decision", max_new_tokens=48)
+        names = real.choose_tools(conversations, vectors[alpha], tools=specs, positions="last")
+        two += [real.generate_batch([c], None, tools=specs, tool_choice=name, max_new_tokens=48)[0]
+                for c, name in zip(conversations, names)]
+        picked += names
+    return _calls(one), _calls(two), picked
+
+
+@pytest.mark.slow
+def test_one_decision_pass_picks_the_tool_of_a_steered_pick(passes):
+    one, two, picked = passes
+    assert [calls[0]["name"] for calls in one] == picked == [calls[0]["name"] for calls in two]
+    assert len(set(picked)) >= 2  # the vector moved some decisions
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known gap: 24 of 40 calls agree in full (40 of 40 tools): the one "
+                   "pass keeps the name tokens the model chose, the second pass reads the tokenizer's "
+                   "spelling of the whole forced name, and the arguments written after differ")
+def test_one_decision_pass_writes_the_call_of_two_passes(passes):
+    one, two, _ = passes
+    assert one == two
+
+
+def _calls(messages) -> list:
+    """Each message's calls without their generated ids."""
+    return [[call | {"id": ""} for call in (m.tool_calls or m.invalid_tool_calls)] for m in messages]
 
 
 def _name_in(message) -> str:
