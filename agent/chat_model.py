@@ -255,10 +255,10 @@ class SteeredChatModel(BaseChatModel):
         steered by its own vector (or None); each row's result equals its own run.
 
         With `steering_positions="decision"` a row is steered only while its tool is
-        decided (the forced start's last token, then the name until it is unique); those
-        few positions are then read again unsteered and the call is written on,
-        unsteered, in the same generation: the call two passes would give (a steered pick,
-        an unsteered call over the same tokens), and steering cannot garble arguments.
+        decided (the forced start's last token, then the name until it is unique); the
+        call so far is then read again unsteered, as the tokenizer spells it, and written
+        on, unsteered, in the same generation: the call two passes would give (a steered
+        pick, an unsteered call forced to that tool), and steering cannot garble arguments.
         """
         if not conversations:
             return []
@@ -444,8 +444,10 @@ class _Decoder:
 
     Steering is placed per token (`SteeringRun.where`): under "decision" a row is
     steered on the forced start's last token and its name's tokens until the name is
-    unique; those columns are then dropped and read again unsteered with the next run,
-    so what follows attends to an unsteered past, as in a second, unsteered pass.
+    unique; the call's columns are then dropped and its text so far is read again,
+    unsteered and spelled as the tokenizer spells it, with the next run. What follows
+    attends to the past a second, unsteered pass forced to that tool would read (the
+    model may have chosen the name in other pieces than the tokenizer's).
     """
 
     def __init__(self, loaded: LoadedModel, grammar: GrammarRows, budget: int, stops: list[str],
@@ -489,10 +491,11 @@ class _Decoder:
                 steer[row, prompt_end:] = True
             if forced and self.mode == "decision":
                 steer[row, width - 1] = True
-        # a row being decided under "decision": (column, token, position) of its steered tokens
+        # a row being decided under "decision": (column, token, position) of its call's tokens
         deciding: list[list[tuple[int, int, int]] | None] = [
-            [(width - 1, f[-1], lengths[row] - 1)] if self.mode == "decision" and f and self.steered[row]
-            else None for row, f in enumerate(prompt.forced)]
+            [(width - len(f) + i, token, lengths[row] - len(f) + i) for i, token in enumerate(f)]
+            if self.mode == "decision" and f and self.steered[row] else None
+            for row, f in enumerate(prompt.forced)]
         done = [self._ended(row, written[row]) for row in range(rows)]
         logits = self._pass(prompt.ids[:, prompt.shared:], positions[:, prompt.shared:],
                             attention[:, prompt.shared:], steer[:, prompt.shared:])
@@ -515,12 +518,15 @@ class _Decoder:
                     done[row] = True
                     continue
                 steered = self._steered_now(row, written[row], deciding)
-                if deciding[row] is not None and not steered:  # just decided: read its steered past again, unsteered
-                    for column, token, position in deciding[row]:
+                if deciding[row] is not None and not steered:  # just decided: read the call again, unsteered
+                    start = deciding[row][0][2]
+                    for column, _, _ in deciding[row]:
                         self.alive[row, column] = False
-                        runs[row].append((token, position, False))
+                    written[row] = self._respelled(written[row])
+                    new = list(written[row])
                     deciding[row] = None
-                start = next_position[row]
+                else:
+                    start = next_position[row]
                 runs[row].extend((token, start + i, steered) for i, token in enumerate(new))
                 next_position[row] = start + len(new)
             if all(done):
@@ -533,6 +539,14 @@ class _Decoder:
         if self.mode == "decision":
             return deciding[row] is not None and self._named(row, written) is None
         return self.mode in ("all", "generated")
+
+    def _respelled(self, written: list[int]) -> list[int]:
+        """`written` as the tokenizer spells its text (itself where that spelling does not
+        decode to the same text)."""
+        tokenizer = self.loaded.tokenizer
+        text = tokenizer.decode(written, skip_special_tokens=True)
+        spelled = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return spelled if tokenizer.decode(spelled, skip_special_tokens=True) == text else list(written)
 
     def _named(self, row: int, written: list[int]) -> str | None:
         return named_tool(self.loaded.tokenizer.decode(written, skip_special_tokens=True), self.names or [])
@@ -572,7 +586,7 @@ class _Decoder:
         for row, run in enumerate(runs):
             for index, (token, position, steered) in enumerate(run, start=width - len(run)):
                 ids[row, index], positions[row, index], alive[row, index], steer[row, index] = token, position, True, steered
-                if steered and deciding[row] is not None:
+                if deciding[row] is not None:
                     deciding[row].append((first + index, token, position))
         return self._pass(ids, positions, alive, steer)
 

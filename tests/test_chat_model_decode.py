@@ -36,7 +36,8 @@ def reference(chat: SteeredChatModel, request: str, tools: list, budget: int,
     it (the tokenizer's spelling of the forced text). Steering at every position
     ("all"), or ("decision") at the forced start's last token and after it while the
     name is not unique, then nowhere: a steered pass that picks the name and an
-    unsteered pass over the same tokens that writes the call."""
+    unsteered pass that writes the call, reading the call's text so far as the
+    tokenizer spells it (as a pass forced to that tool would)."""
     loaded = chat.get_loaded()
     tok = loaded.tokenizer
     specs = format_tools(tools)
@@ -49,6 +50,7 @@ def reference(chat: SteeredChatModel, request: str, tools: list, budget: int,
                        quotes=state.grammars.quotes)
     decided_from = len(prompt) + len(tok(FORCED_START, add_special_tokens=False)["input_ids"]) - 1
     written: list[int] = []
+    respelled = False
     while len(written) < budget and not rows.completed[0]:
         forced = rows.forced(0, tok)[: budget - len(written)]
         for token in forced:
@@ -56,8 +58,10 @@ def reference(chat: SteeredChatModel, request: str, tools: list, budget: int,
         written.extend(forced)
         if rows.completed[0] or len(written) >= budget:
             break
-        ids = torch.tensor([prompt + written])
         deciding = named_tool(tok.decode(written), names) is None
+        if positions == "decision" and vector is not None and not deciding and not respelled:
+            written, respelled = tok(tok.decode(written), add_special_tokens=False)["input_ids"], True
+        ids = torch.tensor([prompt + written])
         where = ({"positions": "all"} if positions == "all" else
                  {"positions": "generated", "prompt_length": decided_from, "check": False})
         on = vector if positions == "all" or deciding else None
