@@ -126,6 +126,6 @@ def _bench(args: argparse.Namespace) -> int:
     from evals.bench import run_bench
 
     result = run_bench(args.out, data=args.data, model=args.model, rounds=args.rounds)
-    print(json.dumps({k: result[k] for k in ("median_latency_s", "steer_vs_zero_shot",
-                                             "steer_vs_prompt_k5", "meets_targets")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("median_latency_s", "default_vs_zero_shot", "default_vs_prompt_k5",
+                                             "steer_vs_zero_shot", "meets_targets")}, indent=2))
     return 0
