@@ -148,7 +148,7 @@ def _unknown_users(users: list[str], known: set[str] | list[str], where: str) ->
 def _build(args: argparse.Namespace) -> int:
     from agent.methods import load_defaults
     from agent.runtime import intent_keys, make_learner
-    from memory.build import past_interactions
+    from agent.interactions import past_interactions
     from common.embedding import load_embedder
     from memory.entry import MemoryInputError, check_vector_key
     from steering.model import load_model

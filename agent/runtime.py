@@ -281,7 +281,7 @@ class FintsAgent:
                      progress: bool = True) -> Any:
         """Learn the users' (all users' when None) past interactions with this agent's
         learner; returns its `BuildReport`."""
-        from memory.build import past_interactions
+        from agent.interactions import past_interactions
 
         if self.learner is None:
             raise RuntimeError("this agent has no memory store to build into")
@@ -339,7 +339,7 @@ def make_learner(loaded: Any, store: Any, dataset: Any, *, layers: Sequence[int]
     decision format (`call_formatter`) at `sites` (the model's `memory_sites` default)
     and `layers`, each accepted call contrasted by the negative policy `negatives`.
     Every path that writes the agent's memory builds its learner here."""
-    from memory.build import past_interactions
+    from agent.interactions import past_interactions
     from memory.learner import Learner, negative_policy, steering_extractor
 
     chosen_sites = list(sites or load_defaults(loaded.model_id)["memory_sites"])
@@ -352,7 +352,7 @@ def make_learner(loaded: Any, store: Any, dataset: Any, *, layers: Sequence[int]
 def call_formatter(loaded: Any, track: str = "single"):
     """(request, tool, arguments) -> (prompt, answer) exactly as the agent decides.
 
-    Memory builds pass this to `memory.build`, so vectors are read from the very prompt
+    Memory builds pass this to `agent.interactions`, so vectors are read from the very prompt
     the model later decides in (tool descriptions and examples included), and on the
     tokens where it decides: the prompt ends with the call's forced start `{"name":"`
     and the answer is the part of the tool's name that tells it apart from the other

@@ -24,7 +24,7 @@ def ensure_memory(agent: Any, dataset: Any, users: Sequence[str], layers: Sequen
     from dataclasses import asdict
 
     from agent.runtime import make_learner
-    from memory.build import past_interactions
+    from agent.interactions import past_interactions
 
     target = store if store is not None else agent.store
     learner = make_learner(agent.loaded, target, dataset, layers=layers, embedder=agent.embedder)

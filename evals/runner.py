@@ -68,7 +68,7 @@ def run_gold(agent: Any, tasks: Sequence[Task]) -> list[TaskOutcome]:
     """Each task's gold call (the right tool with the user's real arguments) executed and
     scored: the R. Acc the shop's search engine and recommender allow, printed beside
     every method so a reader sees how much is left."""
-    from memory.build import gold_call
+    from agent.interactions import gold_call
 
     outcomes = []
     for task in tasks:

@@ -45,7 +45,7 @@ class MemoryEntry:
     entry_id: str
     key_embedding: np.ndarray | None = field(default=None, repr=False)
     superseded_by: str = ""
-    negative: str = ""  # the negative policy the vectors were made with (memory.build)
+    negative: str = ""  # the negative policy the vectors were made with (memory.learner)
 
     def with_embedding(self, embedding: np.ndarray) -> MemoryEntry:
         return replace(self, key_embedding=embedding)

@@ -100,7 +100,7 @@ class OtherTools:
 
 @dataclass(frozen=True)
 class NearestOtherUser:
-    """Needs a pool of every user's interactions (`memory.build.past_interactions` of
+    """Needs a pool of every user's interactions (`agent.interactions.past_interactions` of
     the whole data set); with an embedder the most similar request's call, else a
     deterministic random call of the same kind."""
 

@@ -9,8 +9,8 @@ import logging
 import numpy as np
 import pytest
 
+from agent.interactions import past_interactions
 from memory import MemoryStore
-from memory.build import past_interactions
 from memory.learner import Learner, format_call, negative_policy
 from memory.online import Episode, OnlineWriter
 from tools.registry import TOOL_FOR_TYPE

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.interactions import past_interactions
 from evals.experiments.common import DEFAULT_STEERING, fresh_dir, side_memory, subset
 from evals.memory_setup import interactions_per_user, memory_layers, subsample
-from memory.build import past_interactions
 from evals.plots import lines
 from evals.runner import run_single
 from evals.stats import summarize_method

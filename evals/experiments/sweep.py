@@ -19,11 +19,11 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+from agent.interactions import past_interactions
 from evals.experiments.common import side_memory
 from evals.experiments.stages import decide_stage, stage_summary
 from evals.plots import lines
 from evals.tasks import select_users, tasks_of
-from memory.build import past_interactions
 
 ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0)
 SITES = ("whole", "attn+mlp", "attn")

@@ -1,4 +1,6 @@
-"""What a data set says each user accepted: the interactions a bulk build learns from.
+"""What a shop data set says each user accepted: the interactions a bulk build learns
+from. It lives in the agent, which knows both the shop's data and tools (tools.registry)
+and the learner's `Interaction` (memory does not know the shop).
 
 For each user: every train task (its gold call) and the latest `max_history` history
 items (their own request and call, or for an item without one the review they wrote).
@@ -14,6 +16,7 @@ from typing import Any
 
 from memory.entry import make_entry_id
 from memory.learner import Interaction
+from tools.registry import REVIEW, TOOL_FOR_TYPE
 
 HISTORY_LIMIT = 30  # PersonalWAB's cap on a recommendation's product sequence
 
@@ -24,15 +27,15 @@ def gold_call(task: Any, histories: dict) -> tuple[str, dict]:
         return task.gold_call.name, dict(task.gold_call.arguments)
     product = task.target.product_info
     if task.type == "search":
-        return "search_product_by_query", {"query": product.title}
+        return TOOL_FOR_TYPE["search"], {"query": product.title}
     if task.type == "recommend":
         before = [
             i.product_info.parent_asin
             for i in histories.get(task.user_id, [])
             if i.review.timestamp <= task.timestamp
         ]
-        return "get_recommendations_by_history", {"product_sequence": before[-HISTORY_LIMIT:]}
-    return "add_product_review", {"review": task.target.review.text}
+        return TOOL_FOR_TYPE["recommend"], {"product_sequence": before[-HISTORY_LIMIT:]}
+    return TOOL_FOR_TYPE["review"], {"review": task.target.review.text}
 
 
 def past_interactions(dataset: Any, users: Sequence[str] | None = None,
@@ -65,5 +68,5 @@ def _history_call(item: Any) -> tuple[str, str, str, dict]:
     if request is not None and request.gold_call is not None:
         return request.task, request.type, request.gold_call.name, dict(request.gold_call.arguments)
     product = item.product_info
-    return (f"Write a review of the {product.title} I bought.", "review", "add_product_review",
+    return (f"Write a review of the {product.title} I bought.", "review", REVIEW,
             {"review": item.review.text})
