@@ -16,26 +16,20 @@ from typing import Any
 
 from memory.entry import make_entry_id
 from memory.learner import Interaction
+from tools.data.records import derived_gold_call
 from tools.registry import REVIEW, TOOL_FOR_TYPE
-
-HISTORY_LIMIT = 30  # PersonalWAB's cap on a recommendation's product sequence
 
 
 def gold_call(task: Any, histories: dict) -> tuple[str, dict]:
-    """The task's gold call, or one derived from its target as PersonalWAB grades it."""
-    if task.gold_call is not None:
-        return task.gold_call.name, dict(task.gold_call.arguments)
-    product = task.target.product_info
+    """The task's gold call, else the one its type implies (`derived_gold_call`); a
+    search with no recorded query learns from the product's title (what finds it), a
+    recommendation with no earlier purchase from the signed-in user's history."""
+    call = task.gold_call or derived_gold_call(task, histories.get(task.user_id, []))
+    if call is not None:
+        return call.name, dict(call.arguments)
     if task.type == "search":
-        return TOOL_FOR_TYPE["search"], {"query": product.title}
-    if task.type == "recommend":
-        before = [
-            i.product_info.parent_asin
-            for i in histories.get(task.user_id, [])
-            if i.review.timestamp <= task.timestamp
-        ]
-        return TOOL_FOR_TYPE["recommend"], {"product_sequence": before[-HISTORY_LIMIT:]}
-    return TOOL_FOR_TYPE["review"], {"review": task.target.review.text}
+        return TOOL_FOR_TYPE["search"], {"query": task.target.product_info.title}
+    return TOOL_FOR_TYPE[task.type], {}
 
 
 def past_interactions(dataset: Any, users: Sequence[str] | None = None,

@@ -146,9 +146,9 @@ def _unknown_users(users: list[str], known: set[str] | list[str], where: str) ->
 
 @_clear_errors
 def _build(args: argparse.Namespace) -> int:
+    from agent.interactions import past_interactions
     from agent.methods import load_defaults
     from agent.runtime import intent_keys, make_learner
-    from agent.interactions import past_interactions
     from common.embedding import load_embedder
     from memory.entry import MemoryInputError, check_vector_key
     from steering.model import load_model

@@ -23,8 +23,8 @@ def ensure_memory(agent: Any, dataset: Any, users: Sequence[str], layers: Sequen
     """Build the users' dictionaries where entries are missing; returns the build report."""
     from dataclasses import asdict
 
-    from agent.runtime import make_learner
     from agent.interactions import past_interactions
+    from agent.runtime import make_learner
 
     target = store if store is not None else agent.store
     learner = make_learner(agent.loaded, target, dataset, layers=layers, embedder=agent.embedder)

@@ -133,3 +133,24 @@ def test_cli_import_reports_errors_and_counts(full: Path, tmp_path: Path, capsys
     assert "users 2" in capsys.readouterr().out
     assert main(["shop", "import-pwab", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 1
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_bulk_memory_build_learns_the_calls_the_importer_stored(full: Path, tmp_path: Path) -> None:
+    """One derivation of gold calls: a purchase at the task's own time is not "before"
+    it for either, and a search without a recorded query learns from the title."""
+    from agent.interactions import gold_call
+    from tools.data.records import Task, derived_gold_call
+
+    history = json.loads((full / "user_history.json").read_text())
+    history["U1"].append({"product_info": product("B0000000P3"), "review": review(4000)})
+    write(full, "user_history.json", history)
+    out, _ = import_pwab(full, tmp_path / "out")
+    ds = load_dataset(out)
+    search, recommend, rev = ds.tasks
+    assert recommend.gold_call.arguments == {"product_sequence": ["B0000000P1", "B0000000P2"]}
+    for task in (recommend, rev):
+        assert gold_call(task, ds.histories) == (task.gold_call.name, task.gold_call.arguments)
+    unrecorded = Task.model_validate({**recommend.model_dump(), "gold_call": None})
+    assert gold_call(unrecorded, ds.histories) == (recommend.gold_call.name, recommend.gold_call.arguments)
+    assert derived_gold_call(search, ds.histories["U1"]) is None
+    assert gold_call(search, ds.histories) == ("search_product_by_query", {"query": "Thing B0000000P3"})

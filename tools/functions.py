@@ -29,7 +29,7 @@ from tools.results import (
     render_products,
     render_review,
 )
-from tools.shop.models import MAX_SEQUENCE, ProductDetails, ProductSummary, Review
+from tools.shop.models import ProductDetails, ProductSummary, Review
 
 
 

@@ -22,6 +22,9 @@ TASK_TYPES: tuple[str, ...] = ("search", "recommend", "review")
 # The tool each task type needs (PersonalWAB's F. Acc mapping).
 TOOL_FOR_TYPE: dict[str, str] = {"search": SEARCH, "recommend": RECOMMEND, "review": REVIEW}
 
+# The most products a recommendation reads (PersonalWAB's cap on a product sequence).
+MAX_SEQUENCE = 30
+
 # The argument a call of each tool is useless without (a decision with it empty is
 # degenerate, evals.degeneration).
 REQUIRED_ARGUMENT: dict[str, str] = {

@@ -17,7 +17,7 @@ from tools.data.asking import instruction
 from tools.data.catalog import Catalog, CatalogEntry, build_catalog
 from tools.data.people import BAND_RANGES
 from tools.data.records import HiddenPreferences
-from tools.registry import TASK_TYPES, TOOL_FOR_TYPE
+from tools.registry import MAX_SEQUENCE, TASK_TYPES, TOOL_FOR_TYPE
 from tools.data.store import DATA_VERSION, write_dataset_files
 
 DAY_MS = 86_400_000
@@ -26,7 +26,6 @@ TYPE_WEIGHTS = (0.45, 0.275, 0.275)  # on top of one forced task per type: ~40/3
 HISTORY_TYPE_WEIGHTS = (0.42, 0.29, 0.29)  # histories are longer: fewer forced types to offset
 HELD_OUT_FRACTION = 0.2
 TRAIN_FRACTION = 0.6
-MAX_SEQUENCE = 30
 
 
 def generate_dataset(

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.data.generate import MAX_SEQUENCE
-from tools.data.records import GoldCall, Task
-from tools.registry import TOOL_FOR_TYPE
+from tools.data.records import Task, derived_gold_call
 from tools.data.store import (
     DATA_VERSION,
     HISTORY,
@@ -73,7 +71,7 @@ def import_pwab(source: str | Path, out: str | Path) -> tuple[Path, dict[str, in
             raise DataError(f"{INSTRUCTIONS}: record {task.task_id}: field 'user_id': "
                             f"'{task.user_id}' has no profile in {PROFILES}")
         if task.gold_call is None:
-            task.gold_call = _derived_gold_call(task, histories.get(task.user_id, []))
+            task.gold_call = derived_gold_call(task, histories.get(task.user_id, []))
 
     # Products met in histories and targets belong to the catalog even without a file.
     for item in [*(h for hs in histories.values() for h in hs), *(t.target for t in train),
@@ -139,21 +137,3 @@ def _with_task_id(task: object, split: str, index: int) -> object:
     if isinstance(task, dict) and "task_id" not in task:
         return {"task_id": f"{split}-{index:05d}", **task}
     return task
-
-
-def _derived_gold_call(task: Task, history: list) -> GoldCall | None:
-    """Gold calls PersonalWAB implies: recommend from prior history, review = the real one.
-
-    Search has no gold query in PersonalWAB, so it stays None.
-    """
-    if task.type == "recommend":
-        before = [h.product_info.parent_asin for h in history
-                  if h.review.timestamp < task.timestamp]
-        if not before:
-            return None
-        arguments: dict = {"product_sequence": before[-MAX_SEQUENCE:]}
-    elif task.type == "review":
-        arguments = {"review": task.target.review.text}
-    else:
-        return None
-    return GoldCall(name=TOOL_FOR_TYPE[task.type], arguments=arguments)

@@ -173,3 +173,26 @@ class HiddenPreferences(BaseModel):
             if category in mode.categories:
                 return mode
         return self.modes[0]
+
+
+def derived_gold_call(task: Task, history: list[Interaction]) -> GoldCall | None:
+    """The gold call PersonalWAB's grading implies for a task that records none.
+
+    Recommend: the user's purchases strictly before the task (the latest
+    `MAX_SEQUENCE`), None without any; review: the review the user really wrote;
+    search: None, because PersonalWAB records no query (what a learner does without
+    one is its own choice, `agent.interactions.gold_call`). The importer and the bulk
+    memory build both derive through here, so a task means the same call to both.
+    """
+    from tools.registry import MAX_SEQUENCE, TOOL_FOR_TYPE
+
+    if task.type == "recommend":
+        before = [h.product_info.parent_asin for h in history if h.review.timestamp < task.timestamp]
+        if not before:
+            return None
+        arguments: dict = {"product_sequence": before[-MAX_SEQUENCE:]}
+    elif task.type == "review":
+        arguments = {"review": task.target.review.text}
+    else:
+        return None
+    return GoldCall(name=TOOL_FOR_TYPE[task.type], arguments=arguments)

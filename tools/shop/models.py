@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from tools.registry import MAX_SEQUENCE
+
 MAX_QUERY_CHARS = 500
 MAX_REVIEW_CHARS = 5000
-MAX_SEQUENCE = 30
 TOP_K = 10
 ASIN_PATTERN = r"^B0[A-Z0-9]{8}$"
 USER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"

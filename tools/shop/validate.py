@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
-from .models import ASIN_PATTERN, MAX_QUERY_CHARS, MAX_REVIEW_CHARS, MAX_SEQUENCE, USER_ID_PATTERN
+from tools.registry import MAX_SEQUENCE
+
+from .models import ASIN_PATTERN, MAX_QUERY_CHARS, MAX_REVIEW_CHARS, USER_ID_PATTERN
 
 _ASIN = re.compile(ASIN_PATTERN)
 _USER_ID = re.compile(USER_ID_PATTERN)
