@@ -29,6 +29,7 @@ from tools.results import (
     render_products,
     render_review,
 )
+from tools.registry import MAX_SEQUENCE
 from tools.shop.models import ProductDetails, ProductSummary, Review
 
 
