@@ -491,11 +491,12 @@ class _Decoder:
                 steer[row, prompt_end:] = True
             if forced and self.mode == "decision":
                 steer[row, width - 1] = True
-        # a row being decided under "decision": (column, token, position) of its call's tokens
-        deciding: list[list[tuple[int, int, int]] | None] = [
-            [(width - len(f) + i, token, lengths[row] - len(f) + i) for i, token in enumerate(f)]
-            if self.mode == "decision" and f and self.steered[row] else None
+        # a row being decided under "decision": the cache columns of its call's tokens so
+        # far (None once decided), and the position its call starts at
+        deciding: list[list[int] | None] = [
+            list(range(width - len(f), width)) if self.mode == "decision" and f and self.steered[row] else None
             for row, f in enumerate(prompt.forced)]
+        call_start = [lengths[row] - len(f) for row, f in enumerate(prompt.forced)]
         done = [self._ended(row, written[row]) for row in range(rows)]
         logits = self._pass(prompt.ids[:, prompt.shared:], positions[:, prompt.shared:],
                             attention[:, prompt.shared:], steer[:, prompt.shared:])
@@ -519,9 +520,8 @@ class _Decoder:
                     continue
                 steered = self._steered_now(row, written[row], deciding)
                 if deciding[row] is not None and not steered:  # just decided: read the call again, unsteered
-                    start = deciding[row][0][2]
-                    for column, _, _ in deciding[row]:
-                        self.alive[row, column] = False
+                    start = call_start[row]
+                    self.alive[row, deciding[row]] = False
                     written[row] = self._respelled(written[row])
                     new = list(written[row])
                     deciding[row] = None
@@ -534,7 +534,7 @@ class _Decoder:
             logits = self._feed(runs, deciding)
         return written
 
-    def _steered_now(self, row: int, written: list[int], deciding: list[Any]) -> bool:
+    def _steered_now(self, row: int, written: list[int], deciding: list[list[int] | None]) -> bool:
         """Whether the tokens `row` feeds next are steered."""
         if self.mode == "decision":
             return deciding[row] is not None and self._named(row, written) is None
@@ -574,7 +574,7 @@ class _Decoder:
             return torch.multinomial(torch.softmax(scores / self.temperature, dim=-1), 1)[:, 0].tolist()
         return scores.argmax(dim=-1).tolist()
 
-    def _feed(self, runs: list[list[tuple[int, int, bool]]], deciding: list[Any]) -> torch.Tensor:
+    def _feed(self, runs: list[list[tuple[int, int, bool]]], deciding: list[list[int] | None]) -> torch.Tensor:
         """One pass over each row's run, right-aligned; the steered tokens' columns are
         remembered for rows still being decided."""
         rows, width = len(runs), max(len(run) for run in runs)
@@ -587,7 +587,7 @@ class _Decoder:
             for index, (token, position, steered) in enumerate(run, start=width - len(run)):
                 ids[row, index], positions[row, index], alive[row, index], steer[row, index] = token, position, True, steered
                 if deciding[row] is not None:
-                    deciding[row].append((first + index, token, position))
+                    deciding[row].append(first + index)
         return self._pass(ids, positions, alive, steer)
 
     def _pass(self, ids: torch.Tensor, positions: torch.Tensor, alive: torch.Tensor,
