@@ -29,7 +29,7 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     evaluate.add_argument("--suite", choices=("smoke", "full"), default="smoke")
     evaluate.add_argument("--tasks-per-user", type=int, help="cap on test tasks per user")
     evaluate.add_argument("--experiments", help="comma list among sparse, clusters, online, "
-                                                "sweep, stages (default: the suite's; '' for none)")
+                                                "sweep, stages, arguments (default: the suite's; '' for none)")
     evaluate.add_argument("--sweep", action="store_true",
                           help="run only the strength/layer/position sweep")
     evaluate.add_argument("--write-defaults", action="store_true",

@@ -59,6 +59,13 @@ class IntentKeys:
         kept = [w for w in WORD.findall(request) if w.lower() not in self.masked]
         return " ".join(kept) if kept else request
 
+    def subject(self, request: str) -> str:
+        """What the request is about: its catalog words alone (the whole request where
+        none is known or none occurs). The complement of `text`: a user's past call
+        about the same kind of item says what they write about it."""
+        kept = [w for w in WORD.findall(request) if w.lower() in self.masked]
+        return " ".join(kept) if kept else request
+
     def terms(self, request: str) -> set[str]:
         words = [w.lower() for w in WORD.findall(request) if w.lower() not in self.masked]
         return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}

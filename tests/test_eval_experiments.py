@@ -9,7 +9,7 @@ import pytest
 
 from evals.context import EvalContext
 from evals.evaluate import run_track
-from evals.experiments import clusters, online, sparse, sweep
+from evals.experiments import arguments, clusters, online, sparse, sweep
 from evals.report import SCHEMA, validate_report
 from evals.tasks import select_users, tasks_of
 from tests.test_serve_fixtures import tiny_agent
@@ -42,6 +42,9 @@ def small(monkeypatch):
     monkeypatch.setattr(sweep, "LAYER_SETS", ((6,),))
     monkeypatch.setattr(sweep, "SITES", ("whole", "attn+mlp"))
     monkeypatch.setattr(sweep, "MIN_TASKS", 2)
+    monkeypatch.setattr(arguments, "MIN_TASKS", 4)
+    monkeypatch.setattr(arguments, "ALPHAS", (0.0, 4.0))
+    monkeypatch.setattr(arguments, "LAYERS", (6,))
 
 
 def valid(ctx, name: str, section: dict) -> None:
@@ -110,6 +113,21 @@ def test_sweep_runs_its_grid_and_chooses_among_it(ctx) -> None:
     swept = set(section["users"])
     assert swept and not swept & set(ctx.dataset.manifest.held_out_users)  # never tuned on held-out users
     assert sum(t.user_id in swept for t in ctx.dataset.test) >= 2
+
+
+def test_arguments_sweep_steers_what_the_call_says(ctx, monkeypatch) -> None:
+    monkeypatch.setattr(ctx.agent.chat, "max_new_tokens", 40)  # room for a value after the call's head
+    section = arguments.run_arguments(ctx)
+    valid(ctx, "arguments", section)
+    assert [(r["layer"], r["alpha"]) for r in section["results"]] == [(0, 0.0), (6, 4.0)]
+    swept = set(section["users"])
+    assert swept and not swept & set(ctx.dataset.manifest.held_out_users)  # never tuned on held-out users
+    unsteered, steered = ({o["task_id"]: o["value"] for o in r["outcomes"]} for r in section["results"])
+    assert unsteered and unsteered.keys() == steered.keys()
+    assert {o["type"] for o in section["results"][0]["outcomes"]} <= {"search", "review"}
+    assert any(unsteered[t] != steered[t] for t in unsteered)  # the vectors reached the arguments
+    gold = section["baselines"]["gold"]
+    assert gold["n"] == len(unsteered) and gold["degeneration_rate"] == 0.0
 
 
 def test_clusters_regroup_the_main_tables_outcomes(ctx) -> None:

@@ -32,6 +32,13 @@ def test_catalog_words_are_masked_and_the_rest_kept():
     assert IntentKeys(CATALOG).name != IntentKeys(catalog_words(["Other Catalog"])).name
 
 
+def test_the_subject_is_what_the_key_leaves_out():
+    keys = IntentKeys(CATALOG)
+    assert keys.subject("Regarding hot sauce stuff, a note. Thx") == "hot sauce"
+    assert keys.subject("Hello there") == "Hello there"  # no catalog word: the request
+    assert IntentKeys().subject("Regarding hot sauce stuff") == "Regarding hot sauce stuff"
+
+
 def test_lexical_weights_ignore_what_the_user_always_says():
     docs = [{"hello", "note"}, {"hello", "passing"}, {"hello", "usual"}]
     scores = lexical_scores({"hello", "passing"}, docs)

@@ -5,6 +5,7 @@ The main table (held-out users, every method) is the tracks themselves; see
 `evals.evaluate.run_track`.
 """
 
+from evals.experiments.arguments import run_arguments
 from evals.experiments.clusters import run_clusters
 from evals.experiments.online import run_online
 from evals.experiments.sparse import run_sparse
@@ -17,6 +18,7 @@ EXPERIMENTS = {
     "online": run_online,
     "sweep": run_sweep,
     "stages": run_stages,
+    "arguments": run_arguments,
 }
 
-__all__ = ["EXPERIMENTS", "run_clusters", "run_online", "run_sparse", "run_stages", "run_sweep"]
+__all__ = ["EXPERIMENTS", "run_arguments", "run_clusters", "run_online", "run_sparse", "run_stages", "run_sweep"]
