@@ -69,7 +69,10 @@ def test_degeneration() -> None:
     assert not repeats_tokens("adidas running shoes with mesh upper")
     assert is_degenerate(None, malformed=True)
     assert is_degenerate({"name": "search_product_by_query", "args": {"query": " "}})
-    assert is_degenerate({"name": "get_recommendations_by_history", "args": {"product_sequence": []}})
+    # no sequence means the user's own purchases (the tool's default), not an empty call
+    assert not is_degenerate({"name": "get_recommendations_by_history", "args": {}})
+    assert is_degenerate({"name": "get_recommendations_by_history",
+                          "args": {"product_sequence": ["B0A", "B0A", "B0A", "B0A"]}})
     assert is_degenerate({"name": "add_product_review", "args": {"review": "great great great"}})
     assert not is_degenerate({"name": "search_product_by_query", "args": {"query": "trail shoes"}})
 

@@ -26,10 +26,10 @@ TOOL_FOR_TYPE: dict[str, str] = {"search": SEARCH, "recommend": RECOMMEND, "revi
 MAX_SEQUENCE = 30
 
 # The argument a call of each tool is useless without (a decision with it empty is
-# degenerate, evals.degeneration).
+# degenerate, evals.degeneration). A recommendation has none: left out or empty, its
+# product sequence is the signed-in user's purchases (the short form memory records).
 REQUIRED_ARGUMENT: dict[str, str] = {
     SEARCH: "query",
-    RECOMMEND: "product_sequence",
     REVIEW: "review",
     DETAILS: "product_asin",
     RESPOND: "content",
