@@ -144,7 +144,9 @@ def run_eval(config: EvalConfig) -> dict:
 
             steering += [ctx.method(n) for n in (config.methods or STAGE_METHODS) if n.startswith("steer-")]
         layers = memory_layers(steering) or list(ctx.method(DEFAULT_METHOD).layers)
-        if any(m.steers for m in steering) or experiments:
+        from evals.experiments import WITHOUT_MEMORY
+
+        if any(m.steers for m in steering) or set(experiments) - WITHOUT_MEMORY:
             mark = time.perf_counter()
             report["memory_build"] = ensure_memory(agent, dataset, users, layers,
                                                    max_history=suite.max_history,

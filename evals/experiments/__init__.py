@@ -21,4 +21,8 @@ EXPERIMENTS = {
     "arguments": run_arguments,
 }
 
-__all__ = ["EXPERIMENTS", "run_arguments", "run_clusters", "run_online", "run_sparse", "run_stages", "run_sweep"]
+# Experiments that read nothing of the evaluated users' store (their own inputs only), so
+# running them alone builds no memory.
+WITHOUT_MEMORY = frozenset({"arguments"})
+
+__all__ = ["EXPERIMENTS", "WITHOUT_MEMORY", "run_arguments", "run_clusters", "run_online", "run_sparse", "run_stages", "run_sweep"]
