@@ -131,7 +131,7 @@ def run_arguments(ctx: Any) -> dict:
     def scored(label: str, calls: Sequence[dict | None]) -> dict:
         rows = []
         for task, call in zip(tasks, calls):
-            _, r_acc = score_executed(agent, task, call) if call else (0.0, 0.0)
+            _, r_acc = score_executed(agent, task, call)  # no call scores 0
             value = (call or {}).get("args", {}).get(VALUE_KEY[TOOL_FOR_TYPE[task.type]], "")
             rows.append({"task_id": task.task_id, "type": task.type, "value": str(value)[:300],
                          "result_acc": round(r_acc, 4), "degenerate": is_degenerate(call, call is None)})
