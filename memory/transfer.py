@@ -2,7 +2,8 @@
 
 Tensors: `key_embeddings` (n, 384) and `{i}/{site.layer}` (hidden_size,) per entry i.
 Metadata (strings): format, model_id, hidden_size, embedding_model_id, user_id,
-`keys` (JSON list of vector keys) and `entries` (JSON list of per-entry provenance).
+`keys` (JSON list of vector keys) and `entries` (JSON list of per-entry provenance, the
+negative policy included; exports made before it was recorded import with none).
 An import is checked before anything is stored, so a bad file stores nothing: first the
 metadata and the tensor table (format, user id, per-entry provenance, names, shapes and
 dtypes) without reading a tensor, then the model, then every vector's values. The
@@ -21,11 +22,13 @@ import numpy as np
 
 from common.embedding import EMBEDDING_DIM
 from memory.entry import MemoryEntry, MemoryInputError, check_vector_key, make_entry_id, validate_entry
+from memory.learner import NEGATIVE_POLICIES
 from memory.store import AddReport, MemoryStore
 from common.users import USER_ID  # user ids as `fints serve` and the keys take them
 
 EXPORT_FORMAT = "fints-memory-export/1"
-PROVENANCE = ("entry_id", "key", "tool", "args_digest", "timestamp", "source", "superseded_by")
+PROVENANCE = ("entry_id", "key", "tool", "args_digest", "timestamp", "source", "superseded_by", "negative")
+OPTIONAL = {"negative": ""}  # fields older exports lack, with the value they import as
 ENTRY_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 MAX_HIDDEN = 65_536
 FLOATS = ("F32", "F64")
@@ -127,16 +130,23 @@ def _rows(name: str, text: str) -> list[dict]:
         raise MemoryInputError(f"{name}: metadata entries must be a non-empty JSON list")
     ids = set()
     for i, row in enumerate(rows):
-        if not isinstance(row, dict) or set(row) != {*PROVENANCE, "vector_keys"}:
+        if not isinstance(row, dict) or not {*PROVENANCE, "vector_keys"} - set(OPTIONAL) <= set(row) \
+                or not set(row) <= {*PROVENANCE, "vector_keys"}:
             raise MemoryInputError(f"{name}: entry {i} must be an object with the fields "
-                                   f"{', '.join((*PROVENANCE, 'vector_keys'))}")
-        texts = [row[k] for k in ("entry_id", "key", "tool", "args_digest", "source", "superseded_by")]
+                                   f"{', '.join((*PROVENANCE, 'vector_keys'))} ({', '.join(OPTIONAL)} "
+                                   "may be missing)")
+        for field_name, default in OPTIONAL.items():
+            row.setdefault(field_name, default)
+        texts = [row[k] for k in ("entry_id", "key", "tool", "args_digest", "source", "superseded_by", "negative")]
         if not all(isinstance(t, str) for t in texts) or not isinstance(row["timestamp"], (int, float)) \
                 or isinstance(row["timestamp"], bool):
             raise MemoryInputError(f"{name}: entry {i}: text fields must be strings and timestamp a number")
         if not ENTRY_ID.match(row["entry_id"]) or row["entry_id"] in ids:
             raise MemoryInputError(f"{name}: entry {i}: entry_id {row['entry_id'][:40]!r} is not a unique id "
                                    "of 1-64 letters, digits, _ . : -")
+        if row["negative"] not in ("", *NEGATIVE_POLICIES):
+            raise MemoryInputError(f"{name}: entry {i}: negative policy {row['negative'][:40]!r} is not one of "
+                                   f"{', '.join(NEGATIVE_POLICIES)} (or empty)")
         ids.add(row["entry_id"])
         keys = row["vector_keys"]
         if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):

@@ -91,6 +91,37 @@ def test_export_import_round_trip(tmp_path):
             np.testing.assert_array_equal(a.vectors[key], b.vectors[key])
 
 
+def test_export_import_keeps_the_negative_policy_and_reads_older_exports(tmp_path):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    entries = [replace(e, negative="nearest-other-user")
+               for e in random_entries(["alice"], 3, HIDDEN, seed=15)]
+    with MemoryStore(tmp_path / "a", "toy-model", HIDDEN) as source:
+        source.add(entries)
+        export_user(source, "alice", tmp_path / "alice.safetensors")
+    with MemoryStore(tmp_path / "b", "toy-model", HIDDEN) as target:
+        import_user(target, tmp_path / "alice.safetensors", "alice")
+        assert [e.negative for e in target.entries("alice")] == ["nearest-other-user"] * 3
+    # an export written before the policy was recorded: its entries import with none
+    with safe_open(str(tmp_path / "alice.safetensors"), framework="numpy") as handle:
+        metadata = handle.metadata()
+    rows = json.loads(metadata["entries"])
+    older = [{k: v for k, v in row.items() if k != "negative"} for row in rows]
+    save_file(load_file(tmp_path / "alice.safetensors"), str(tmp_path / "old.safetensors"),
+              metadata=metadata | {"entries": json.dumps(older)})
+    with MemoryStore(tmp_path / "c", "toy-model", HIDDEN) as target:
+        assert import_user(target, tmp_path / "old.safetensors", "alice").added == 3
+        assert [e.negative for e in target.entries("alice")] == ["", "", ""]
+    unknown = [row | {"negative": "random"} for row in rows]
+    save_file(load_file(tmp_path / "alice.safetensors"), str(tmp_path / "bad.safetensors"),
+              metadata=metadata | {"entries": json.dumps(unknown)})
+    with MemoryStore(tmp_path / "d", "toy-model", HIDDEN) as target:
+        with pytest.raises(MemoryInputError, match="negative policy 'random'"):
+            import_user(target, tmp_path / "bad.safetensors", "alice")
+        assert target.count() == 0
+
+
 def test_import_refuses_wrong_model_and_non_finite(tmp_path):
     from safetensors.numpy import load_file, save_file
     from safetensors import safe_open
