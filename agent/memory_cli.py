@@ -31,9 +31,10 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     build.add_argument("--sites", default="whole,attn,mlp", help="comma-separated sites")
     build.add_argument("--layers", help="comma-separated layer indices (default: the layers "
                                         "the default steering method reads, agent/defaults.json)")
-    build.add_argument("--negatives", default=DEFAULT_NEGATIVES, choices=NEGATIVE_POLICIES,
+    build.add_argument("--negatives", default=None, choices=NEGATIVE_POLICIES,
                        help="negative policy: what each accepted call is contrasted with (recorded "
-                            "in every entry; see docs/memory.md)")
+                            "in every entry; default: the one the store's entries record, "
+                            f"{DEFAULT_NEGATIVES} for a new store; see docs/memory.md)")
     build.add_argument("--max-history", type=int, default=None,
                        help="latest history items per user that become entries (default: all; "
                             "retrieval finds a user's way of asking among enough past requests)")
@@ -177,7 +178,7 @@ def _build(args: argparse.Namespace) -> int:
                                negatives=args.negatives, embedder=embedder)
         report = learner.learn_batch(past_interactions(dataset, users, args.max_history),
                                      batch_size=args.batch)
-        print(json.dumps(asdict(report) | {"store": str(store.location), "negatives": args.negatives,
+        print(json.dumps(asdict(report) | {"store": str(store.location), "negatives": learner.negatives.name,
                                            "entries_in_store": store.count()}))
     return 0
 

@@ -24,7 +24,6 @@ from agent.graph import AgentDeps, build_graph
 from agent.methods import DEFAULT_METHOD, Method, load_defaults, parse_method
 from agent.prompt import EXAMPLES
 from agent.prompt_memory import PromptMemory
-from memory.learner import DEFAULT_NEGATIVES
 from memory.steerer import SteeringDecision
 from tools.registry import MULTI_TURN_TOOLS, SINGLE_TURN_TOOLS
 
@@ -46,7 +45,7 @@ class AgentConfig:
     online_memory: bool = True
     max_steps: int = 6
     fail_closed: bool = False  # memory unavailable -> error, instead of a flagged unsteered answer
-    negatives: str = DEFAULT_NEGATIVES  # what accepted calls are contrasted with (memory.learner)
+    negatives: str | None = None  # what accepted calls are contrasted with (memory.learner); None: the store's
 
 
 @dataclass
@@ -92,11 +91,12 @@ class FintsAgent:
         online_memory: bool = True,
         max_steps: int = 6,
         fail_closed: bool = False,
-        negatives: str = DEFAULT_NEGATIVES,
+        negatives: str | None = None,
         keys: Any | None = None,
     ) -> None:
         """`keys`: the data set's retrieval keys (`intent_keys(dataset)` when None);
-        `negatives`: the learner's negative policy (memory.learner.NEGATIVE_POLICIES)."""
+        `negatives`: the learner's negative policy (memory.learner.NEGATIVE_POLICIES); None
+        uses the one the store's entries record (`make_learner`)."""
         from agent.chat_model import SteeredChatModel
         from tools import make_shop_tools
 
@@ -116,6 +116,8 @@ class FintsAgent:
         self.learner = (make_learner(loaded, store, dataset, layers=method.layers, negatives=negatives,
                                      embedder=embedder, fail_closed=fail_closed)
                         if store is not None else None)
+        # the policy this agent's memory is written with; what evaluations pass on
+        self.negatives = self.learner.negatives.name if self.learner is not None else negatives
         self.decider = Decider(self.chat, self.learner, self.prompt_memory)
         self.writer = None
         if self.learner is not None and online_memory:
@@ -333,15 +335,18 @@ def intent_keys(dataset: Any) -> Any:
 
 
 def make_learner(loaded: Any, store: Any, dataset: Any, *, layers: Sequence[int],
-                 sites: Sequence[str] | None = None, negatives: str = DEFAULT_NEGATIVES,
+                 sites: Sequence[str] | None = None, negatives: str | None = None,
                  embedder: Any | None = None, fail_closed: bool = False) -> Any:
     """The shop agent's `memory.learner.Learner`: vectors read in the agent's own
     decision format (`call_formatter`) at `sites` (the model's `memory_sites` default)
-    and `layers`, each accepted call contrasted by the negative policy `negatives`.
+    and `layers`, each accepted call contrasted by the negative policy `negatives`:
+    None uses the policy the store's entries record (`other-tools` for an empty store);
+    another policy than the recorded one is refused (`memory.learner.store_negatives`).
     Every path that writes the agent's memory builds its learner here."""
     from agent.interactions import past_interactions
-    from memory.learner import Learner, negative_policy, steering_extractor
+    from memory.learner import Learner, negative_policy, steering_extractor, store_negatives
 
+    negatives = store_negatives(store, negatives)
     chosen_sites = list(sites or load_defaults(loaded.model_id)["memory_sites"])
     pool = past_interactions(dataset) if negatives == "nearest-other-user" else ()
     policy = negative_policy(negatives, tools=SINGLE_TURN_TOOLS, pool=pool, embedder=embedder)

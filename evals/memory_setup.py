@@ -2,7 +2,7 @@
 
 The evaluation builds what is missing with the agent's own learner
 (`agent.runtime.make_learner`, the same code as `fints memory build` and the agent's
-memory node): entries already present are skipped, so a second run costs nothing. `subsample` cuts each user's past down to a
+memory node, with the agent's negative policy): entries already present are skipped, so a second run costs nothing. `subsample` cuts each user's past down to a
 fraction for the sparse-data experiment.
 """
 
@@ -27,7 +27,8 @@ def ensure_memory(agent: Any, dataset: Any, users: Sequence[str], layers: Sequen
     from agent.runtime import make_learner
 
     target = store if store is not None else agent.store
-    learner = make_learner(agent.loaded, target, dataset, layers=layers, embedder=agent.embedder)
+    learner = make_learner(agent.loaded, target, dataset, layers=layers, embedder=agent.embedder,
+                           negatives=agent.negatives)
     report = learner.learn_batch(past_interactions(dataset, list(users), max_history), progress=progress)
     return asdict(report)
 

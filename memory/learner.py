@@ -16,6 +16,9 @@ Negative policies (`NEGATIVE_POLICIES`, chosen by name with `negative_policy`):
 - `nearest-other-user`: the call of the most similar request of another user (MiniLM),
   or without an embedder a random other user's call of the same type.
 
+A store holds one policy's entries: `store_negatives` reads the policy a store's entries
+record, and every writer that leaves the policy out uses it (refusing another).
+
 `Learner.steering_for` is the read side: this user's entries for this request,
 retrieved, clipped, aggregated and sized by a method's settings, or a recorded reason
 not to steer. Retrieval is per user and fails closed.
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
-from memory.entry import MemoryEntry, digest_arguments, make_entry_id, to_epoch
+from memory.entry import MemoryEntry, MemoryInputError, digest_arguments, make_entry_id, to_epoch
 from memory.steerer import SteeringDecision, decide_steering
 from memory.store import AddReport, MemoryStore
 from steering.pairs import ContrastPair as Pair  # teacher-forced texts of one contrast
@@ -147,6 +150,33 @@ def negative_policy(name: str, *, tools: Sequence[str] = (), pool: Sequence[Inte
     raise ValueError(f"unknown negative policy {name!r}; allowed: {', '.join(NEGATIVE_POLICIES)}")
 
 
+def store_negatives(store: MemoryStore, wanted: str | None = None) -> str:
+    """The one negative policy that writes into `store`: the one its entries record
+    (`DEFAULT_NEGATIVES` for a store that records none; the most common one, with a
+    warning, for a store mixed before policies were checked), or `wanted`, which must be
+    one the store records. Entries made with another policy mean something else, so a
+    mismatch is refused rather than mixed in."""
+    if wanted is not None and wanted not in NEGATIVE_POLICIES:
+        raise MemoryInputError(f"unknown negative policy {wanted!r}; allowed: {', '.join(NEGATIVE_POLICIES)}")
+    counts = store.negatives()
+    if not counts:
+        return wanted or DEFAULT_NEGATIVES
+    if wanted is None:
+        chosen = max(sorted(counts), key=counts.get)
+        if len(counts) > 1:
+            log.warning("memory store %s holds entries of several negative policies (%s); writing with %s",
+                        store.location, ", ".join(f"{n}: {c}" for n, c in sorted(counts.items())), chosen)
+        return chosen
+    if wanted not in counts:
+        held = " and ".join(repr(name) for name in sorted(counts))
+        noun = "policy" if len(counts) == 1 else "policies"
+        raise MemoryInputError(
+            f"the memory store {store.location} holds entries made with the negative {noun} {held}; "
+            f"entries made with {wanted!r} would mean something else. Allowed for this store: "
+            f"{', '.join(sorted(counts))} (or leave the policy out); for {wanted!r} use a new store")
+    return wanted
+
+
 @dataclass
 class BuildReport:
     interactions: int = 0
@@ -260,8 +290,7 @@ def steering_extractor(loaded_model: Any, sites: Sequence[str], layers: Sequence
     import steering
 
     def extract(pairs: list[Pair]) -> list[dict[str, Any]]:
-        contrast = [steering.ContrastPair(p.prompt, p.positive, p.negative) for p in pairs]
-        return steering.extract_vectors(loaded_model, contrast, list(sites), list(layers))
+        return steering.extract_vectors(loaded_model, list(pairs), list(sites), list(layers))
 
     return extract
 

@@ -201,7 +201,7 @@ def test_the_formatter_shapes_every_pair(tmp_path, dataset):
 
 
 def test_the_agent_builds_only_the_named_users_memory_at_its_own_sites(tmp_path):
-    from tests.test_serve_fixtures import tiny_agent
+    from tests.helpers.serve_fixtures import tiny_agent
 
     with tiny_agent(tmp_path) as agent:
         user = sorted(agent.dataset.histories)[0]
@@ -211,3 +211,30 @@ def test_the_agent_builds_only_the_named_users_memory_at_its_own_sites(tmp_path)
         keys = {f"{site}.{layer}" for site in ("whole", "attn", "mlp") for layer in agent.method.layers}
         assert all(set(e.vectors) == keys for e in agent.store.entries(user))
         assert {row["negative"] for row in agent.store.audit(user)} == {"other-tools"}
+
+
+def test_the_agents_online_entries_use_the_policy_its_store_records(tmp_path):
+    """A store built with nearest-other-user gets nearest-other-user entries from the
+    agent's memory node, and a learner with another policy is refused."""
+    from agent.runtime import make_learner
+    from memory import MemoryInputError
+    from memory.online import Episode
+    from tests.helpers.serve_fixtures import tiny_agent
+
+    with tiny_agent(tmp_path, negatives="nearest-other-user", online_memory=False) as agent:
+        user = sorted(agent.dataset.histories)[0]
+        assert agent.build_memory([user], max_history=2, progress=False).added > 0
+    with tiny_agent(tmp_path) as agent:  # the same store, no policy named
+        assert agent.negatives == agent.learner.negatives.name == "nearest-other-user"
+        assert agent.writer.submit(Episode(user, "a tent for two", "search_product_by_query",
+                                           {"query": "tent"}, timestamp=1.7e9))
+        assert agent.writer.flush(timeout=120) and agent.writer.stats.failed == 0
+        rows = agent.store.audit(user)
+        assert {row["source"] for row in rows} == {"bootstrap", "online"}
+        assert {row["negative"] for row in rows} == {"nearest-other-user"}
+        with pytest.raises(MemoryInputError, match="holds entries made with the negative policy "
+                                                   "'nearest-other-user'.*'other-tools'.*Allowed"):
+            make_learner(agent.loaded, agent.store, agent.dataset, layers=[1], negatives="other-tools")
+    with pytest.raises(MemoryInputError, match="other-tools"):
+        with tiny_agent(tmp_path, negatives="other-tools"):
+            pass

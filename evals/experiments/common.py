@@ -28,7 +28,8 @@ class SideMemory:
 @contextmanager
 def side_memory(ctx: Any, path: Path, prompt_memory: Any = None,
                 layers: Sequence[int] | None = None) -> Iterator[SideMemory]:
-    """A separate store at `path`, learnt at `layers` (the default method's when None);
+    """A separate store at `path`, learnt at `layers` (the default method's when None)
+    with the agent's negative policy;
     decide with `.decider` (it reads this store and `prompt_memory`, else the agent's)."""
     from dataclasses import replace
 
@@ -41,7 +42,7 @@ def side_memory(ctx: Any, path: Path, prompt_memory: Any = None,
     try:
         learner = make_learner(agent.loaded, store, ctx.dataset,
                                layers=layers or ctx.method(DEFAULT_STEERING).layers,
-                               embedder=agent.embedder)
+                               embedder=agent.embedder, negatives=agent.negatives)
         decider = replace(agent.decider, learner=learner,
                           prompt_memory=prompt_memory if prompt_memory is not None else agent.prompt_memory)
         yield SideMemory(store, learner, decider)
