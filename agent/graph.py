@@ -28,11 +28,12 @@ from agent.decide import Decider, Row, clean_request
 from agent.methods import Method
 from memory.steerer import SteeringDecision
 from steering import SteeringVector
+from tools.registry import RESPOND, STOP
 
 log = logging.getLogger(__name__)
 
-ENDING_TOOLS = ("stop",)
-TALK_TOOL = "respond"
+ENDING_TOOLS = (STOP,)
+TALK_TOOL = RESPOND
 
 
 class AgentState(TypedDict, total=False):

@@ -66,7 +66,7 @@ def as_written(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     fills in the signed-in user's purchases): memory entries and prompt memory record
     that short form, so what is learnt is the choice of tool, not thirty ASINs.
     """
-    if name == "get_recommendations_by_history":
+    if name == RECOMMEND:
         return {k: v for k, v in arguments.items() if k != "product_sequence"}
     return dict(arguments)
 

@@ -11,7 +11,7 @@ from typing import Any
 from evals.degeneration import is_degenerate
 from evals.stats import TaskOutcome
 from tools.data import Task
-from tools.registry import SINGLE_TURN_TOOLS
+from tools.registry import REVIEW, SINGLE_TURN_TOOLS
 from tools.scoring import score_call
 
 BATCH = 8  # rows of one batched generate
@@ -30,7 +30,7 @@ def score_executed(agent: Any, task: Task, call: dict | None) -> tuple[float, fl
         result = None
     ok = result is not None and result.ok
     returned: Any = list(result.asins) if ok else None
-    if call["name"] == "add_product_review" and ok:
+    if call["name"] == REVIEW and ok:
         returned = str(call.get("args", {}).get("review", ""))
     scored = score_call(task, call["name"], returned, agent.embedder)
     # a cosine of identical reviews comes out as 1.0000001 in float32: keep R. Acc in [0, 1]

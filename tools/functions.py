@@ -29,7 +29,7 @@ from tools.results import (
     render_products,
     render_review,
 )
-from tools.registry import MAX_SEQUENCE
+from tools.registry import DETAILS, MAX_SEQUENCE, RECOMMEND, RESPOND, REVIEW, SEARCH, STOP
 from tools.shop.models import ProductDetails, ProductSummary, Review
 
 
@@ -99,17 +99,17 @@ class RespondArgs(BaseModel):
 
 
 DESCRIPTIONS = {
-    "search_product_by_query": "Search the shop for products matching a query; returns the "
+    SEARCH: "Search the shop for products matching a query; returns the "
     "top 10 products (BM25 over title, brand, category, features and description).",
-    "get_recommendations_by_history": "Recommend products from a sequence of products the "
+    RECOMMEND: "Recommend products from a sequence of products the "
     "user interacted with (ASINs in time order, at most 30; by default the signed-in user's "
     "purchase history); returns the top 10 recommended products.",
-    "add_product_review": "Write and store a review of a product for the user; returns the "
+    REVIEW: "Write and store a review of a product for the user; returns the "
     "stored review.",
-    "get_product_details_by_asin": "Get one product's details (title, store, price, "
+    DETAILS: "Get one product's details (title, store, price, "
     "rating, features, description) by its ASIN.",
-    "stop": "End the conversation when the user's request is done.",
-    "respond": "Say something to the user, e.g. ask a clarifying question; returns the "
+    STOP: "End the conversation when the user's request is done.",
+    RESPOND: "Say something to the user, e.g. ask a clarifying question; returns the "
     "user's answer when a user is attached.",
 }
 
@@ -146,7 +146,7 @@ def make_shop_tools(
         products = transport.search(query)
         heading = (f'Top {len(products)} products for "{query.strip()}":' if products
                    else f'No products match "{query.strip()}"; try other or fewer words.')
-        return ToolResult("search_product_by_query", render_products(heading, products),
+        return ToolResult(SEARCH, render_products(heading, products),
                           products=products)
 
     def recommend(product_sequence: list[str] | None = None, user_id: str | None = None,
@@ -162,35 +162,35 @@ def make_shop_tools(
                                 "the products to recommend from")
         products = transport.recommend(product_sequence)
         heading = f"Top {len(products)} recommendations after {len(product_sequence)} products:"
-        return ToolResult("get_recommendations_by_history", render_products(heading, products),
+        return ToolResult(RECOMMEND, render_products(heading, products),
                           products=products)
 
     def review(review: str, user_id: str | None = None, review_asin: str | None = None) -> ToolResult:
         user = who(user_id)
         stored = transport.add_review(user, review, review_asin)
-        return ToolResult("add_product_review", render_review(stored), review=stored)
+        return ToolResult(REVIEW, render_review(stored), review=stored)
 
     def details(product_asin: str, user_id: str | None = None) -> ToolResult:
         who(user_id)
         product = transport.product(product_asin)
-        return ToolResult("get_product_details_by_asin", render_details(product),
+        return ToolResult(DETAILS, render_details(product),
                           details=product)
 
     def stop(user_id: str | None = None) -> ToolResult:
-        return ToolResult("stop", "Conversation ended.")
+        return ToolResult(STOP, "Conversation ended.")
 
     def respond(content: str, user_id: str | None = None) -> ToolResult:
         who(user_id)
         answer = on_respond(content) if on_respond else "Message sent to the user."
-        return ToolResult("respond", answer)
+        return ToolResult(RESPOND, answer)
 
     specs = [
-        ("search_product_by_query", search, SearchArgs),
-        ("get_recommendations_by_history", recommend, RecommendArgs),
-        ("add_product_review", review, ReviewArgs),
-        ("get_product_details_by_asin", details, DetailsArgs),
-        ("stop", stop, StopArgs),
-        ("respond", respond, RespondArgs),
+        (SEARCH, search, SearchArgs),
+        (RECOMMEND, recommend, RecommendArgs),
+        (REVIEW, review, ReviewArgs),
+        (DETAILS, details, DetailsArgs),
+        (STOP, stop, StopArgs),
+        (RESPOND, respond, RespondArgs),
     ]
     return [_tool(name, fn, schema) for name, fn, schema in specs]
 

@@ -124,14 +124,6 @@ class BrowserTransport:
 
         return self.run_on_page(run)
 
-    def screenshot(self, path: str, url_path: str = "/", full_page: bool = True) -> None:
-        """Save a PNG of a shop page (used for the documentation)."""
-        def run(page) -> None:
-            self._goto(page, url_path)
-            page.screenshot(path=path, full_page=full_page)
-
-        self.run_on_page(run)
-
     def close(self) -> None:
         """Close the browser and its thread; safe to call twice."""
         def shutdown() -> None:
