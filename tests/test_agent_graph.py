@@ -22,7 +22,7 @@ from agent.methods import parse_method
 from common.embedding import load_embedder
 from memory import MemoryEntry, MemoryStore, digest_arguments, make_entry_id
 from memory.learner import Learner, negative_policy, steering_extractor
-from tests.tiny_models import tiny_model
+from tests.helpers.tiny_models import tiny_model
 from tools import make_shop_tools
 
 SEARCH = {"name": "search_product_by_query", "args": {"query": "backpacking tent"}}
@@ -45,6 +45,8 @@ class ScriptedChat(BaseChatModel):
         self.seen.append({"messages": list(messages), "steering": kwargs.get("steering")})
         if isinstance(step, Exception):
             raise step
+        if callable(step):  # a call chosen from the conversation (episodes run at once)
+            step = step(messages)
         message = AIMessage(content="", tool_calls=[{**step, "id": f"call{len(self.seen)}"}])
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -233,23 +235,41 @@ def test_bad_requests(sample_http, model, store):
 
 def test_concurrent_episodes_keep_their_own_context(sample_http, model, store):
     """Two users' episodes at once, each with its own product under review and time:
-    every stored review is on its own episode's product (no shared per-call state)."""
+    every stored review is on its own episode's product, and every recommendation from
+    the purchase history reads it up to its own episode's time (no shared per-call state)."""
     from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
 
     review = {"name": "add_product_review", "args": {"review": "Works as it should."}}
-    _, deps = make(sample_http, model, store, [review], method="zero-shot")
-    graph = build_graph(deps)
+    recommend = {"name": RECOMMEND["name"], "args": {}}  # from the purchase history up to as_of
+
+    def by_request(messages):
+        return review if "review" in messages[-1].content else recommend
+
+    _, deps = make(sample_http, model, store, [by_request], method="zero-shot")
+    histories: list[tuple[str, float | None]] = []  # (user, as_of) per history read
+
+    def history(user: str, as_of: float | None) -> list[str]:
+        histories.append((user, as_of))
+        return ["B0TENT0001"]
+
+    graph = build_graph(replace(deps, tools=make_shop_tools(sample_http, history=history)))
     asked = {"U_CAMPER01": "B0TENT0001", "U_COFFEE01": "B0PAD00003"}
 
-    def episode(index: int) -> tuple[str, str]:
+    def episode(index: int) -> tuple[int, str, str | None]:
         user = list(asked)[index % 2]
-        state = graph.invoke({"messages": [HumanMessage("write my review")], "user_id": user,
+        request = "write my review" if index % 4 < 2 else "recommend me something"
+        state = graph.invoke({"messages": [HumanMessage(request)], "user_id": user,
                               "review_asin": asked[user], "as_of": float(index)},
                              {"configurable": {"thread_id": f"t{index}"}})
         stored = state["messages"][-1].artifact.review
-        return user, stored.product_asin
+        return index, user, stored.product_asin if stored is not None else None
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(episode, range(16)))
-    assert len({user for user, _ in results}) == 2
-    assert all(asin == asked[user] for user, asin in results), results
+    assert len({user for _, user, _ in results}) == 2
+    reviews = [(user, asin) for index, user, asin in results if index % 4 < 2]
+    assert len(reviews) == 8 and all(asin == asked[user] for user, asin in reviews), results
+    # each recommending episode read the history once, as its own user at its own time
+    wanted = sorted((list(asked)[i % 2], float(i)) for i in range(16) if i % 4 >= 2)
+    assert sorted(histories) == wanted, histories

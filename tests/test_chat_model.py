@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from agent.chat_model import NAME_WRITTEN, SteeredChatModel
 from agent.prompt import CUE, EXAMPLES, copies_tool_list, format_tools, render_call, render_prompt
 from steering import SteeringVector
-from tests.tiny_models import tiny_model
+from tests.helpers.tiny_models import tiny_model
 from tools import make_shop_tools
 
 

@@ -14,7 +14,7 @@ from agent.grammar import GrammarRows
 from agent.prompt import format_tools, render_prompt, resolve_template
 from agent.tool_choice import FORCED_START, named_tool
 from steering import SteeringVector, steer
-from tests.tiny_models import tiny_model
+from tests.helpers.tiny_models import tiny_model
 from tools import make_shop_tools
 
 REQUESTS = ["search for running shoes", "get recommendations please",

@@ -12,7 +12,7 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 from agent.chat_model import SteeredChatModel
 from tests.test_chat_model import one_thread  # noqa: F401 (autouse fixture)
-from tests.tiny_models import tiny_model
+from tests.helpers.tiny_models import tiny_model
 
 
 pytestmark = pytest.mark.asyncio  # the standard suite has async tests; pytest-asyncio runs in strict mode

@@ -17,7 +17,7 @@ import torch
 
 from agent.prompt import format_tools
 from memory import make_entry_id
-from tests.tiny_models import tiny_model
+from tests.helpers.tiny_models import tiny_model
 
 torch.set_num_threads(1)
 

@@ -21,7 +21,7 @@ from agent.serve_app import ServiceThread, create_app
 from memory import MemoryEntry, digest_arguments, make_entry_id
 from memory.server import ChromaServer, free_port
 from steering import SteeringVector, VectorError
-from tests.test_serve_fixtures import MEMORY, RECOMMEND, SITE_KEYS, seed_memory, service_for, tiny_agent
+from tests.helpers.serve_fixtures import MEMORY, RECOMMEND, SITE_KEYS, seed_memory, service_for, tiny_agent
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = {"name": "search_product_by_query", "args": {"query": "backpacking tent"}}
@@ -31,7 +31,7 @@ import os, signal, sys, time
 from pathlib import Path
 from langgraph.checkpoint.sqlite import SqliteSaver
 import agent.graph
-from tests.test_serve_fixtures import seed_memory, tiny_agent
+from tests.helpers.serve_fixtures import seed_memory, tiny_agent
 
 def killed_while_generating(state, deps):
     time.sleep(1.0)  # mid-generation, after the steer step's checkpoint
@@ -160,7 +160,7 @@ def poisoned_user(store, norms: dict[str, float], extreme: float) -> str:
 def test_poisoned_entry_is_clipped_bounded_and_stays_with_its_user(agent):
     from agent.methods import parse_method
     from steering import reference_norms
-    from tests.test_serve_fixtures import TINY_STEERING
+    from tests.helpers.serve_fixtures import TINY_STEERING
 
     method = parse_method("steer-attn+mlp-mean", agent.loaded.model_id, **{**TINY_STEERING, "threshold": 0.0})
     other = [(user, requests[0]) for user, requests in MEMORY.items()]

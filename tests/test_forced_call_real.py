@@ -1,5 +1,5 @@
 """A forced call is always delivered, on the real bundled model (slow, about a minute
-on a quiet machine): 51 random tool schemas (tests/schemas.py), a budget too small for
+on a quiet machine): 51 random tool schemas (tests/helpers/schemas.py), a budget too small for
 most of their calls, and every reply carries exactly one call that its tool's schema
 accepts."""
 
@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from agent.chat_model import SteeredChatModel
-from tests.schemas import random_tools
+from tests.helpers.schemas import random_tools
 
 CHOICES = ("any", "required", "named")
 

@@ -12,7 +12,7 @@ import xgrammar as xgr
 
 from agent.chat_model import shared_state
 from agent.prompt import render_call
-from tests.tiny_models import tiny_model
+from tests.helpers.tiny_models import tiny_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "function_calling.py"
 spec = importlib.util.spec_from_file_location("function_calling", SCRIPT)

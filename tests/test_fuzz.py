@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from agent.serve_app import ServiceThread, create_app
 from steering import SteeringVector, VectorError
-from tests.test_serve_fixtures import seed_memory, service_for, tiny_agent
+from tests.helpers.serve_fixtures import seed_memory, service_for, tiny_agent
 from tools.registry import TOOL_NAMES
 
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))

@@ -17,8 +17,8 @@ from agent.chat_model import SteeredChatModel, shared_state
 from agent.grammar import GrammarRows, bounded_schema, call_schema, closing_text, repeated_block
 from agent.prompt import format_tools, render_call
 from tests.test_chat_model import one_thread  # noqa: F401 (autouse fixture)
-from tests.schemas import random_tools, sample_arguments
-from tests.tiny_models import tiny_model
+from tests.helpers.schemas import random_tools, sample_arguments
+from tests.helpers.tiny_models import tiny_model
 from tools import make_shop_tools
 
 

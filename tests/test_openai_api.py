@@ -18,7 +18,7 @@ from openai import OpenAI
 from agent.methods import DEFAULT_METHOD, parse_method
 from agent.openai_api import MAX_BODY_BYTES
 from tests.helpers.serve import agent, keys, served, serving  # noqa: F401  (fixtures)
-from tests.test_serve_fixtures import MEMORY, seed_memory, service_for, tiny_agent
+from tests.helpers.serve_fixtures import MEMORY, seed_memory, service_for, tiny_agent
 from tools import make_shop_tools
 from tools.auth import FORWARDED_USER
 from tools.registry import SINGLE_TURN_TOOLS
@@ -33,7 +33,7 @@ TASK = {"type": "function", "function": {
     "name": "create_task", "description": "Create a task.",
     "parameters": {"type": "object", "properties": {"title": {"type": "string"}, "done": {"type": "boolean"}},
                    "required": ["title"]}}}
-# a client's own tool under the name its memory entries were learned on (tests/test_serve_fixtures.RECOMMEND)
+# a client's own tool under the name its memory entries were learned on (tests/helpers/serve_fixtures.RECOMMEND)
 RECOMMEND = {"type": "function", "function": {
     "name": "get_recommendations_by_history", "description": "Recommend from what I bought.",
     "parameters": {"type": "object", "properties": {"limit": {"type": "integer"}}}}}

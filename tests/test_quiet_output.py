@@ -20,7 +20,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHON
 # over a reused prefix: every place the project passes or reads a KV cache.
 CACHE_USERS = """
 import torch
-from tests.tiny_models import tiny_model
+from tests.helpers.tiny_models import tiny_model
 from agent.chat_model import SteeredChatModel
 from steering import ContrastPair, SteeringVector, extract_vectors
 

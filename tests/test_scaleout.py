@@ -19,7 +19,7 @@ import pytest
 
 from agent.serve_threads import thread_key
 from memory.server import ChromaServer, free_port
-from tests.test_serve_fixtures import MEMORY, seed_memory, tiny_agent
+from tests.helpers.serve_fixtures import MEMORY, seed_memory, tiny_agent
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = sorted(MEMORY)
@@ -30,7 +30,7 @@ import sys, time
 from pathlib import Path
 from agent.serve import postgres_checkpointer
 from agent.serve_app import ServiceThread, create_app
-from tests.test_serve_fixtures import service_for, tiny_agent
+from tests.helpers.serve_fixtures import service_for, tiny_agent
 
 root, chroma, postgres, shop, port = sys.argv[1:6]
 with postgres_checkpointer(postgres) as saver:

@@ -14,7 +14,7 @@ import pytest
 
 from agent.serve_app import MAX_BODY_BYTES, ServiceThread, create_app
 from agent.serve_batcher import Batcher, QueueFullError, ShuttingDownError
-from tests.test_serve_fixtures import MEMORY, hooks_left, seed_memory, service_for, tiny_agent
+from tests.helpers.serve_fixtures import MEMORY, hooks_left, seed_memory, service_for, tiny_agent
 
 REQUESTS = {
     "U_CAMPER01": ["need something for camping trips", "a tent for the mountains"],

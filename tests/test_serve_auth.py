@@ -9,7 +9,7 @@ import httpx
 
 from agent.cli import main
 from tests.helpers.serve import agent, keys, served, serving  # noqa: F401  (fixtures)
-from tests.test_serve_fixtures import MEMORY, service_for
+from tests.helpers.serve_fixtures import MEMORY, service_for
 from tools.auth import FORWARDED_USER, INSECURE_WARNING, server_keys
 
 ACCEPTED = {"name": "get_recommendations_by_history", "args": {}}

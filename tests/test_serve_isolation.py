@@ -14,7 +14,7 @@ import pytest
 from agent.serve_app import MAX_BODY_BYTES, ServiceThread, create_app
 from agent.serve_batcher import Batcher
 from agent.serve_threads import thread_key
-from tests.test_serve_fixtures import seed_memory, service_for, tiny_agent
+from tests.helpers.serve_fixtures import seed_memory, service_for, tiny_agent
 
 
 @pytest.fixture(scope="module")

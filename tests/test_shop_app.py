@@ -16,14 +16,8 @@ from tools.shop.sample import SAMPLE_PRODUCTS
 
 
 @pytest.fixture(scope="module")
-def server(sample_shop_dir):
-    with ShopServer(sample_shop_dir) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.url) as c:
+def client(sample_shop):
+    with httpx.Client(base_url=sample_shop.url) as c:
         yield c
 
 

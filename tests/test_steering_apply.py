@@ -3,7 +3,7 @@ import torch
 
 from steering import SteeringNotAppliedError, SteeringVector, VectorError, site_map_of, steer
 from steering.hooks import hidden_of, hooked
-from tests.tiny_models import FAMILIES, tiny_model
+from tests.helpers.tiny_models import FAMILIES, tiny_model
 
 PROMPT = "search for running shoes"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from steering.bench import KINDS, prefill_decode, run_benchmark, weight_bytes_per_step
-from tests.tiny_models import tiny_model
+from tests.helpers.tiny_models import tiny_model
 
 
 def test_weight_bytes_count_a_tied_embedding_once():

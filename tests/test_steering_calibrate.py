@@ -3,7 +3,7 @@
 
 def test_reference_norms_are_per_model_shape(tmp_path):
     from steering import reference_norms
-    from tests.tiny_models import tiny_model
+    from tests.helpers.tiny_models import tiny_model
 
     shallow, deep = tiny_model("gemma3", layers=2), tiny_model("gemma3", layers=4)
     assert shallow.model_id == deep.model_id and shallow.hidden_size == deep.hidden_size

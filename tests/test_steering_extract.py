@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from steering import ContrastPair, encode_with_answer, extract_vectors, mean_answer_activations, site_keys
-from tests.tiny_models import tiny_model, tokenizer
+from tests.helpers.tiny_models import tiny_model, tokenizer
 
 ANSWERS = [
     " search_product_by_query",

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from steering.head import MAX_TALL_ROWS, TallHead, use_tall_head
-from tests.tiny_models import FAMILIES, tiny_model
+from tests.helpers.tiny_models import FAMILIES, tiny_model
 
 
 @pytest.mark.parametrize("rows", [1, 4, MAX_TALL_ROWS + 1])

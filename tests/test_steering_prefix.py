@@ -6,7 +6,7 @@ import torch
 
 from steering import SiteKey, SteeringVector, rerun_from, steer
 from steering.prefix import PrefixCache
-from tests.tiny_models import FAMILIES, tiny_model
+from tests.helpers.tiny_models import FAMILIES, tiny_model
 
 
 def left_padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:

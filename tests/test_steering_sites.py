@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from steering import SiteError, SiteKey, SiteMap, expand_sites, site_keys, steer, SteeringVector
-from tests.tiny_models import FAMILIES, tiny_model
+from tests.helpers.tiny_models import FAMILIES, tiny_model
 
 
 def test_gemma_sites_are_the_post_norm_outputs():

@@ -26,12 +26,6 @@ from tools.shop.sample import write_sample_dataset
 
 
 @pytest.fixture(scope="module")
-def http(sample_shop):
-    with HttpTransport(sample_shop.url) as transport:
-        yield transport
-
-
-@pytest.fixture(scope="module")
 def browser(sample_shop):
     with BrowserTransport(sample_shop.url) as transport:
         yield transport
@@ -47,8 +41,8 @@ def call(tool, **args):
 
 
 # ---- the tools as the model sees them -------------------------------------------------
-def test_tool_names_and_schemas_hide_the_user(http):
-    tools = make_shop_tools(http)
+def test_tool_names_and_schemas_hide_the_user(sample_http):
+    tools = make_shop_tools(sample_http)
     assert tuple(t.name for t in tools) == TOOL_NAMES
     schemas = {t.name: convert_to_openai_tool(t)["function"]["parameters"] for t in tools}
     assert schemas["search_product_by_query"]["required"] == ["query"]
@@ -62,8 +56,8 @@ def test_tool_names_and_schemas_hide_the_user(http):
     assert all("as_of" not in str(s) and "review_asin" not in str(s) for s in schemas.values())
 
 
-def test_search_result_is_text_for_the_model_and_asins_for_scoring(http):
-    tools = by_name(make_shop_tools(http, user_id="U_COFFEE01"))
+def test_search_result_is_text_for_the_model_and_asins_for_scoring(sample_http):
+    tools = by_name(make_shop_tools(sample_http, user_id="U_COFFEE01"))
     message = call(tools["search_product_by_query"], query="coffee")
     result: ToolResult = message.artifact
     assert result.ok and result.asins[0] in {"B0BEANS007", "B0KETTL006", "B0GRIND005"}
@@ -80,8 +74,8 @@ def test_search_result_is_text_for_the_model_and_asins_for_scoring(http):
     ("kids' shoes & socks - size 5", "kids' shoes socks size 5"),  # marks alone are no words
     ("  espresso   cups, ", "espresso cups"),
 ])
-def test_a_query_is_searched_as_a_person_would_type_it(http, written, typed):
-    tools = by_name(make_shop_tools(http, user_id="U_COFFEE01"))
+def test_a_query_is_searched_as_a_person_would_type_it(sample_http, written, typed):
+    tools = by_name(make_shop_tools(sample_http, user_id="U_COFFEE01"))
     message = call(tools["search_product_by_query"], query=written)
     assert f'"{typed}"' in message.content.splitlines()[0]
     if written == "smart_light_bulb":
@@ -90,8 +84,8 @@ def test_a_query_is_searched_as_a_person_would_type_it(http, written, typed):
     assert message.artifact.asins == cleaned.artifact.asins
 
 
-def test_recommend_and_details_tools(http):
-    tools = by_name(make_shop_tools(http, user_id="U_CAMPER01"))
+def test_recommend_and_details_tools(sample_http):
+    tools = by_name(make_shop_tools(sample_http, user_id="U_CAMPER01"))
     recs = call(tools["get_recommendations_by_history"], product_sequence=["B0TENT0001"])
     assert recs.artifact.asins[0] == "B0BAG00002"
     details = call(tools["get_product_details_by_asin"], product_asin="B0STOVE004")
@@ -113,19 +107,19 @@ def test_recommend_and_details_tools(http):
         ("search_product_by_query", {}, "query: Field required"),
     ],
 )
-def test_tool_errors_are_messages_not_exceptions(http, tool, args, expected):
-    tools = by_name(make_shop_tools(http, user_id="U_CAMPER01"))
+def test_tool_errors_are_messages_not_exceptions(sample_http, tool, args, expected):
+    tools = by_name(make_shop_tools(sample_http, user_id="U_CAMPER01"))
     message = call(tools[tool], **args)
     assert message.content.startswith("Error: ") and expected in message.content
 
 
-def test_a_recommendation_naming_no_products_uses_the_signed_in_users_purchases(http):
+def test_a_recommendation_naming_no_products_uses_the_signed_in_users_purchases(sample_http):
     orders = {"U_CAMPER01": [(1.0, "B0TENT0001"), (2.0, "B0STOVE004")], "U_NEW": []}
 
     def history(user: str, as_of: float | None) -> list[str]:
         return [asin for when, asin in orders[user] if as_of is None or when <= as_of]
 
-    tools = by_name(make_shop_tools(http, history=history))
+    tools = by_name(make_shop_tools(sample_http, history=history))
     recommend = tools["get_recommendations_by_history"]
     implied = call(recommend, user_id="U_CAMPER01")
     named = call(recommend, product_sequence=["B0TENT0001", "B0STOVE004"], user_id="U_CAMPER01")
@@ -156,9 +150,9 @@ class AgentState(TypedDict):
     as_of: float | None
 
 
-def test_user_id_is_injected_from_graph_state(http):
+def test_user_id_is_injected_from_graph_state(sample_http):
     graph = StateGraph(AgentState)
-    graph.add_node("tools", ToolNode(make_shop_tools(http)))
+    graph.add_node("tools", ToolNode(make_shop_tools(sample_http)))
     graph.add_edge(START, "tools")
     request = AIMessage("", tool_calls=[{"name": "add_product_review", "id": "c1",
                                          "args": {"review": "Packs small, sleeps well."}}])
@@ -170,24 +164,24 @@ def test_user_id_is_injected_from_graph_state(http):
     assert review.review == "Packs small, sleeps well."
 
 
-def test_isolation_fails_closed(http):
-    bound = by_name(make_shop_tools(http, user_id="U_CAMPER01"))["add_product_review"]
+def test_isolation_fails_closed(sample_http):
+    bound = by_name(make_shop_tools(sample_http, user_id="U_CAMPER01"))["add_product_review"]
     other = bound.invoke({"type": "tool_call", "id": "1", "name": bound.name,
                           "args": {"review": "hi", "user_id": "U_COFFEE01"}})
     assert other.content.startswith("Error: these tools belong to another user")
-    unbound = by_name(make_shop_tools(http))["add_product_review"]
+    unbound = by_name(make_shop_tools(sample_http))["add_product_review"]
     assert "no user is signed in" in call(unbound, review="hi").content
 
 
-def test_tools_run_in_async_agents(http):
-    tool = by_name(make_shop_tools(http, user_id="U_CAMPER01"))["search_product_by_query"]
+def test_tools_run_in_async_agents(sample_http):
+    tool = by_name(make_shop_tools(sample_http, user_id="U_CAMPER01"))["search_product_by_query"]
     message = asyncio.run(tool.ainvoke({"type": "tool_call", "id": "1", "name": tool.name,
                                         "args": {"query": "lantern"}}))
     assert message.artifact.asins[0] == "B0LAMP0011"
 
 
-def test_respond_passes_to_the_simulated_user(http):
-    tools = by_name(make_shop_tools(http, user_id="U_RUNNER01",
+def test_respond_passes_to_the_simulated_user(sample_http):
+    tools = by_name(make_shop_tools(sample_http, user_id="U_RUNNER01",
                                     on_respond=lambda text: f"user heard: {text}"))
     assert call(tools["respond"], content="Which size?").content == "user heard: Which size?"
 
@@ -211,28 +205,28 @@ def outcome(transport, method, *arguments):
 
 
 @pytest.mark.browser
-def test_both_transports_return_the_same_results(http, browser):
+def test_both_transports_return_the_same_results(sample_http, browser):
     for method, argument in SAME_QUERIES:
-        assert outcome(browser, method, argument) == outcome(http, method, argument), method
+        assert outcome(browser, method, argument) == outcome(sample_http, method, argument), method
 
 
 @pytest.mark.browser
-def test_both_transports_store_the_same_review(http, browser):
+def test_both_transports_store_the_same_review(sample_http, browser):
     text = "Warm enough at 25F.\nZip snags a bit."
-    via_http = http.add_review("U_CAMPER03", text, "B0BAG00002")
+    via_http = sample_http.add_review("U_CAMPER03", text, "B0BAG00002")
     via_browser = browser.add_review("U_CAMPER03", text, "B0BAG00002")
     assert via_browser.id == via_http.id + 1
     same = ("user_id", "product_asin", "review")
     assert via_browser.model_dump(include=set(same)) == via_http.model_dump(include=set(same))
     for user, review, asin in (("U_NOBODY", "ok", None), ("U_CAMPER03", "ok", "B0NOSUCH00"),
                                ("U_CAMPER03", " ", None), ("bad id", "ok", None)):
-        refused = [outcome(t, "add_review", user, review, asin) for t in (http, browser)]
+        refused = [outcome(t, "add_review", user, review, asin) for t in (sample_http, browser)]
         assert refused[0][0] == "error" and refused[0] == refused[1]
 
 
 @pytest.mark.browser
-def test_tools_over_the_browser_match_http(http, browser):
-    over_http = by_name(make_shop_tools(http, user_id="U_CAMPER01"))
+def test_tools_over_the_browser_match_http(sample_http, browser):
+    over_http = by_name(make_shop_tools(sample_http, user_id="U_CAMPER01"))
     over_browser = by_name(make_shop_tools(browser, user_id="U_CAMPER01"))
     for name, args in [("search_product_by_query", {"query": "camping"}),
                        ("get_recommendations_by_history", {"product_sequence": ["B0BAG00002"]}),
@@ -272,9 +266,9 @@ def test_browser_reports_a_stopped_shop(tmp_path):
 
 
 @pytest.mark.browser
-def test_browser_serves_calls_from_many_threads(http, browser):
+def test_browser_serves_calls_from_many_threads(sample_http, browser):
     """LangGraph runs parallel tool calls in a thread pool; Playwright is thread-bound."""
     queries = ["tent", "coffee", "socks", "lantern", "kettle", "stove"]
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(browser.search, queries))
-    assert results == [http.search(q) for q in queries]
+    assert results == [sample_http.search(q) for q in queries]

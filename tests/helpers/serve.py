@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent.serve_app import ServiceThread, create_app
-from tests.test_serve_fixtures import seed_memory, service_for, tiny_agent
+from tests.helpers.serve_fixtures import seed_memory, service_for, tiny_agent
 from tools.auth import KeyRing
 
 

@@ -11,7 +11,9 @@ from tools.shop.sample import write_sample_dataset
 
 @pytest.fixture(scope="module")
 def sample_shop_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory holding the sample catalog, users and tasks (tools.shop.sample)."""
+    """A directory holding the sample catalog, users and tasks (tools.shop.sample). A
+    module serves another data set through `sample_shop` and `sample_http` by defining
+    its own `sample_shop_dir` (tests/test_shop_generated.py)."""
     return write_sample_dataset(tmp_path_factory.mktemp("shop"))
 
 

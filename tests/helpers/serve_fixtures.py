@@ -1,6 +1,6 @@
 """Building blocks for the service tests: a real agent on a tiny model, a real shop, a
-real memory store with seeded per-user vectors. (No tests here; imported by the
-test_serve*, test_faults*, test_fuzz* and test_scaleout* modules.)"""
+real memory store with seeded per-user vectors (imported by tests/helpers/serve.py and
+the test_serve*, test_faults*, test_fuzz*, test_scaleout* and other modules)."""
 
 from __future__ import annotations
 
@@ -53,14 +53,16 @@ def tiny_agent(
     method: str = "steer-attn+mlp-attentive",
     loaded: Any = None,
     online_memory: bool = True,
+    negatives: str | None = None,
 ) -> Iterator[Any]:
     """A `FintsAgent` on the tiny Gemma 3, the sample shop (started here unless
-    `shop_url`), and a MemoryStore at `store_location` (default: a dir under root)."""
+    `shop_url`), and a MemoryStore at `store_location` (default: a dir under root);
+    `negatives`: the learner's negative policy (None: the one the store records)."""
     from agent.methods import parse_method
     from agent.runtime import FintsAgent
     from memory import MemoryStore
     from common.embedding import load_embedder
-    from tests.tiny_models import tiny_model
+    from tests.helpers.tiny_models import tiny_model
     from tools import HttpTransport, ShopServer
     from tools.data import load_dataset
     from tools.shop.sample import write_sample_dataset
@@ -78,7 +80,8 @@ def tiny_agent(
         transport = stack.enter_context(HttpTransport(shop_url))
         agent = FintsAgent(loaded=model, dataset=load_dataset(data), store=store, transport=transport,
                            method=parse_method(method, model.model_id, **TINY_STEERING),
-                           embedder=embedder, checkpointer=checkpointer, online_memory=online_memory)
+                           embedder=embedder, checkpointer=checkpointer, online_memory=online_memory,
+                           negatives=negatives)
         agent.chat.max_new_tokens = MAX_NEW_TOKENS
         stack.callback(agent.close)
         yield agent
