@@ -47,6 +47,9 @@ class Method:
     temperature: float = 0.05
     half_life_days: float | None = None
     clip: float = 2.0  # bound on one entry's norm, in units of the site's reference norm
+    # below this leave-one-out agreement of the user's own entries, strength is lowered in
+    # proportion (memory.agreement); 0 turns the check off
+    agreement_floor: float = 0.0
 
     @property
     def steers(self) -> bool:

@@ -29,6 +29,8 @@ class SteeringDecision:
     matched_requests: list[str] = field(default_factory=list)
     matched_tools: list[str] = field(default_factory=list)
     fallback: bool = False  # True when steering was wanted but memory was unavailable
+    agreement: float | None = None  # the user's leave-one-out agreement, when checked
+    strength: float | None = None  # the alpha applied (the method's, lowered by the check)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"applied": self.applied}
@@ -41,8 +43,12 @@ class SteeringDecision:
             ]
             if self.vector is not None:
                 out["norms"] = {k: round(v, 3) for k, v in self.vector.norms().items()}
+            if self.strength is not None:
+                out["strength"] = round(self.strength, 4)
         else:
             out["reason"] = self.reason
+        if self.agreement is not None:
+            out["agreement"] = round(self.agreement, 4)
         if self.fallback:
             out["fallback"] = "unsteered: memory unavailable"
         return out
@@ -57,11 +63,15 @@ def decide_steering(store: Any | None, model: Any, norms: Callable[[], dict[str,
         return SteeringDecision(False, f"method {method.name} does not steer")
     if store is None:
         return SteeringDecision(False, "no memory store configured", fallback=True)
+    checked = None
     try:
         found = store.retrieve(
             user_id, request, k=method.top_k, threshold=method.threshold,
             temperature=method.temperature, half_life_days=method.half_life_days,
         )
+        if method.agreement_floor > 0 and not found.abstained:
+            checked = store.agreement(user_id, k=method.top_k, threshold=method.threshold,
+                                      temperature=method.temperature)
     except Exception as error:  # the store is down or corrupt: never crash the request
         if fail_closed:
             raise
@@ -70,6 +80,11 @@ def decide_steering(store: Any | None, model: Any, norms: Callable[[], dict[str,
                                 fallback=True)
     if found.abstained:
         return SteeringDecision(False, found.reason)
+    factor = checked.strength_factor(method.agreement_floor) if checked is not None else 1.0
+    agreement = checked.rate if checked is not None else None
+    if factor <= 0:
+        return SteeringDecision(False, f"this user's entries contradict each other (leave-one-out "
+                                       f"agreement {agreement:.2f} of {checked.checked})", agreement=agreement)
     import torch
 
     from steering import SteeringVector, aggregate, clip_norm, scale, site_keys
@@ -90,7 +105,7 @@ def decide_steering(store: Any | None, model: Any, norms: Callable[[], dict[str,
     combined = aggregate(vectors, method=method.aggregation, weights=weights)
     entry_norms = [v.norms() for v in vectors]
     units = {key: sum(n[key] for n in entry_norms) / len(vectors) for key in keys}
-    sized = scale(combined, method.alpha, mode=method.strength,
+    sized = scale(combined, method.alpha * factor, mode=method.strength,
                   reference_norms=reference, unit_norms=units)
     shown = weights if method.aggregation == "attentive" else [1.0 / len(vectors)] * len(vectors)
     return SteeringDecision(
@@ -101,4 +116,6 @@ def decide_steering(store: Any | None, model: Any, norms: Callable[[], dict[str,
         similarities=[float(s) for s in found.similarities],
         matched_requests=list(found.keys),
         matched_tools=list(found.tools),
+        agreement=agreement,
+        strength=method.alpha * factor,
     )

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from common.embedding import EMBEDDING_DIM, EMBEDDING_MODEL_ID
+from memory.agreement import Agreement, leave_one_out
 from memory.entry import MemoryEntry, MemoryInputError, validate_entry
 from memory.keycache import KeyCache, UserKeys
 from memory.keys import PLAIN, IntentKeys
@@ -163,6 +164,8 @@ class MemoryStore:
         self.keys = keys if keys is not None else IntentKeys()
         self._check_keys = keys is not None  # admin commands open a store for whatever keys it has
         self._key_cache = KeyCache(ttl_s=snapshot_ttl_s)
+        # (user, k, threshold, temperature) -> (the snapshot it was computed on, result)
+        self._agreements: dict[tuple, tuple[UserKeys, Agreement]] = {}
         self._lock = None
         self._client = None
         try:
@@ -574,6 +577,25 @@ class MemoryStore:
         rows = [row + (float(sim),) for row, sim, ok in zip(rows, sims, keep) if ok]
         return self._assemble(user_id, rows, temperature, half_life_days, now)
 
+    @_reopens_if_rebuilt
+    def agreement(self, user_id: str, *, k: int, threshold: float, temperature: float) -> Agreement:
+        """Leave-one-out agreement of the user's live entries under these retrieval
+        settings (`memory.agreement`); computed again only when the user's entries
+        changed."""
+        snap = self._user_keys(user_id)
+        setting = (user_id, k, threshold, temperature)
+        cached = self._agreements.get(setting)
+        if cached is not None and cached[0] is snap:
+            return cached[1]
+        live = snap.live(user_id)
+        result = leave_one_out(self.keys, [snap.docs[i] for i in live], snap.matrix[live],
+                               [snap.metas[i]["tool"] for i in live], k=k, threshold=threshold,
+                               temperature=temperature)
+        if len(self._agreements) > 1024:
+            self._agreements.clear()
+        self._agreements[setting] = (snap, result)
+        return result
+
     def _assemble(self, user_id, rows, temperature, half_life_days, now) -> Retrieval:
         wanted = [vid for eid, _, meta, _, _ in rows
                   for vid in _vector_ids(eid, meta["vector_keys"].split(","))]
@@ -629,6 +651,16 @@ class MemoryStore:
             stats.superseded += bool(meta["superseded_by"])
             stats.sources[meta["source"]] = stats.sources.get(meta["source"], 0) + 1
         return result
+
+    @_reopens_if_rebuilt
+    def negatives(self) -> dict[str, int]:
+        """Entries per negative policy they were made with (entries from before policies
+        were recorded count for none): one scan, whatever the number of users."""
+        counts: dict[str, int] = {}
+        for meta in self._all(self._keys, ["metadatas"])["metadatas"]:
+            if meta.get("negative"):
+                counts[meta["negative"]] = counts.get(meta["negative"], 0) + 1
+        return counts
 
     @_reopens_if_rebuilt
     def audit(self, user_id: str) -> list[dict]:
