@@ -15,7 +15,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from tools.registry import TOOL_FOR_TYPE
+
 DEMO_HISTORY = 20  # history items per demo user turned into memory entries
+STAGE_METHODS = ("zero-shot", "nearest-call", "prompt-k5")  # beside the agent's own method
 
 
 def pick_users(dataset: Any) -> tuple[str, str, str]:
@@ -57,7 +59,8 @@ def run_demo(data: Path, *, store: str, model: str | None = None, users: int = 2
     from tools.data import load_dataset
 
     ensure_data(data, users)
-    user_a, user_b, request = pick_users(load_dataset(data))
+    dataset = load_dataset(data)
+    user_a, user_b, request = pick_users(dataset)
     with FintsAgent.open(AgentConfig(data_dir=data, model=model, store=store)) as agent:
         ensure_memory(agent, [user_a, user_b])
         zero_shot = parse_method("zero-shot")
@@ -85,8 +88,33 @@ def run_demo(data: Path, *, store: str, model: str | None = None, users: int = 2
                   f"memory entries {before} -> {after}")
         correct = sum(s.call is not None and s.call["name"] == TOOL_FOR_TYPE[w] for _, w, _, s in rows)
         print(f"\nSteered decisions matching the user's habit: {correct}/2")
+        show_stages(agent, dataset, [user_a, user_b], [*STAGE_METHODS, steered.name])
     sys.stdout.flush()
     return 0
+
+
+def show_stages(agent: Any, dataset: Any, users: list[str], methods: list[str]) -> None:
+    """Each user's own test tasks, decision-only, per method: how often retrieval found
+    the right tool, how often the model did what was retrieved, and how often it was
+    right (where personalization is won or lost; `fints eval --experiments stages` runs
+    the same over every held-out task)."""
+    from agent.methods import parse_method
+    from agent.stages import stage_counts, stage_rows
+
+    tasks = {user: [t for t in dataset.test if t.user_id == user] for user in users}
+    print("\nStages on each user's own test tasks (decision-only): retrieval = the retrieved "
+          "entries vote for the right tool; obeyed = the decision follows that vote")
+    print(f"  {'user':<10} {'method':<24} {'retrieval':>10} {'obeyed':>8} {'F. Acc':>8}")
+    with tqdm(total=sum(map(len, tasks.values())) * len(methods), desc="stages", leave=False) as bar:
+        found = {(user, name): stage_counts(stage_rows(agent.decider, agent.tool_specs(), tasks[user],
+                                                       parse_method(name, agent.loaded.model_id), bar=bar))
+                 for user in users for name in methods}
+    for user in users:
+        for name in methods:
+            c = found[user, name]
+            retrieval = f"{c['retrieved']}/{c['n']}" if name != "zero-shot" else "-"
+            obeyed = f"{c['obeyed']}/{c['with_retrieval']}" if name != "zero-shot" else "-"
+            print(f"  {user:<10} {name:<24} {retrieval:>10} {obeyed:>8} {c['right']:>5}/{c['n']}")
 
 
 def _call_text(call: dict | None) -> str:

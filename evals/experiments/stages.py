@@ -17,79 +17,34 @@ ids or requests, weights) are kept so every figure can be recomputed.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
-import numpy as np
-
+from agent.stages import stage_rows
+from agent.stages import stage_counts
 from evals.stats import wilson_interval
-from steering.weights import attentive_weights
 from tools.registry import TOOL_FOR_TYPE
 
 STAGE_METHODS = ("zero-shot", "prompt-k5", "nearest-call", "steer-whole-attentive", "steer-whole-mean",
                  "steer-attn+mlp-attentive", "steer-attn+mlp-mean")
 
 
-def weighted_vote(tools: list[str], weights: list[float]) -> str | None:
-    """The tool with the largest summed weight (first seen on ties)."""
-    votes: Counter[str] = Counter()
-    for tool, weight in zip(tools, weights):
-        votes[tool] += weight
-    return max(votes, key=lambda t: votes[t]) if votes else None
-
-
 def decide_stage(agent: Any, tasks: list[Any], name: str, batch: int, bar: Any,
                  method: Any = None, decider: Any = None) -> list[dict]:
-    """One row per task: decision, retrieved tool and what was retrieved, through the
-    agent's decision path (`decider` when given: an experiment's own memory). `method`
-    overrides the settings `name` stands for (the sweep's alpha and layers)."""
-    from agent.decide import Row
+    """`agent.stages.stage_rows` over the agent's decision path (`decider` when given:
+    an experiment's own memory); `method` overrides the settings `name` stands for (the
+    sweep's alpha and layers)."""
     from agent.methods import parse_method
 
     if method is None:
         method = parse_method(name, agent.loaded.model_id)
-    decider = decider or agent.decider
-    rows = []
-    for start in range(0, len(tasks), batch):
-        group = tasks[start:start + batch]
-        asked = [Row(task.user_id, task.task) for task in group]
-        steering = decider.steering(method, asked)
-        if method.steers:
-            found = [{"tool": weighted_vote(d.matched_tools, d.weights) if d.applied else None,
-                      "entries": d.entry_ids, "weights": d.weights} for d in steering]
-        else:
-            found = [_prompt_found(decider.prompt_memory, task, method) for task in group]
-        if method.kind == "lookup":  # the first of the prompt memory's ranked matches
-            tools = [got["nearest"] for got in found]
-        else:
-            tools = decider.choose(method, asked, agent.tool_specs(), steering=steering)
-        for task, tool, got in zip(group, tools, found):
-            rows.append({"task_id": task.task_id, "user_id": task.user_id, "type": task.type,
-                         "gold": TOOL_FOR_TYPE[task.type], "decision": tool, "retrieved_tool": got["tool"],
-                         "entries": got["entries"], "weights": [float(w) for w in got["weights"]],
-                         "steered": method.steers and got["tool"] is not None})
-        if bar is not None:
-            bar.update(len(group))
-    return rows
-
-
-def _prompt_found(prompt_memory: Any, task: Any, method: Any) -> dict:
-    """What prompt memory retrieves for the task (its top 5, softmax-weighted like the
-    store's retrieval), for the retrieval stage of methods without vectors."""
-    scored = prompt_memory.scored(task.user_id, task.task, max(method.k, 5))
-    weights = [float(w) for w in attentive_weights(np.array([s for _, s in scored]), method.temperature)]
-    return {"tool": weighted_vote([c.tool for c, _ in scored], weights),
-            "nearest": scored[0][0].tool if scored else None,
-            "entries": [c.request for c, _ in scored], "weights": [round(w, 4) for w in weights]}
+    return stage_rows(decider or agent.decider, agent.tool_specs(), tasks, method, batch, bar)
 
 
 def stage_summary(rows: list[dict], zero: list[dict] | None) -> dict:
     """Retrieval, obedience, F. Acc (with Wilson intervals) and rescued / broken counts."""
-    n = len(rows)
-    right = sum(r["decision"] == r["gold"] for r in rows)
-    retrieved = sum(r["retrieved_tool"] == r["gold"] for r in rows)
-    obeyed = sum(r["decision"] == r["retrieved_tool"] for r in rows if r["retrieved_tool"])
-    with_retrieval = sum(bool(r["retrieved_tool"]) for r in rows)
+    counts = stage_counts(rows)
+    n, right, retrieved = counts["n"], counts["right"], counts["retrieved"]
+    obeyed, with_retrieval = counts["obeyed"], counts["with_retrieval"]
     out = {"n": n, "function_acc": right / n, "function_acc_ci": list(wilson_interval(right, n)),
            "retrieval_acc": retrieved / n, "retrieval_acc_ci": list(wilson_interval(retrieved, n)),
            "obedience": obeyed / with_retrieval if with_retrieval else 0.0,
