@@ -12,8 +12,8 @@ from evals.evaluate import run_track
 from evals.experiments import arguments, clusters, online, sparse, sweep
 from evals.report import SCHEMA, validate_report
 from evals.tasks import select_users, tasks_of
-from tests.test_serve_fixtures import tiny_agent
-from tests.tiny_models import tiny_model
+from tests.helpers.serve_fixtures import tiny_agent
+from tests.helpers.tiny_models import tiny_model
 from tools.data import generate_dataset, load_dataset
 
 
@@ -33,10 +33,7 @@ def ctx(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def small(monkeypatch):
-    two = lambda users, n=2: list(users[:n])  # noqa: E731
-    for module in (sparse, online):
-        monkeypatch.setattr(module, "subset", two)
-    monkeypatch.setattr(sparse, "FRACTIONS", (0.5, 0.25, 1.0))  # also checks they get sorted
+    monkeypatch.setattr(sparse, "LEVELS", (None, 4, 2))  # also checks they get sorted, all last
     monkeypatch.setattr(online, "STREAM", 3)
     monkeypatch.setattr(sweep, "ALPHAS", (0.2, 0.4))
     monkeypatch.setattr(sweep, "LAYER_SETS", ((6,),))
@@ -64,24 +61,33 @@ def test_sparse_memory_grows_level_by_level(ctx) -> None:
     assert not leftover.exists()  # the growing store starts empty
     valid(ctx, "sparse", section)
     rows = section["tables"][0]["rows"]
-    assert [r[0] for r in rows] == ["25%", "50%", "100%"]
-    assert rows[0][1] < rows[1][1] < rows[2][1]  # mean interactions rise with the share
-    zero = section["methods"]["zero-shot"]["overall"]["function_acc"]
-    for i, column in enumerate((2, 4)):  # F. Acc of each method; gain kept at the end
+    assert [r[0] for r in rows] == [2, 4, "all"]
+    assert rows[0][1] == 2 and rows[1][1] == 4 and rows[2][1] > 4  # each user's latest N
+    zero = section["accuracy"]["zero-shot"]
+    for i, column in enumerate((2, 3)):  # F. Acc of each method; gain kept at the end
         full = rows[-1][column] - zero
         for row in rows:
-            kept = row[6 + i]
+            kept = row[4 + i]
             assert kept is None if full <= 0 else kept == pytest.approx((row[column] - zero) / full)
+    assert section["gain_kept_sparse"] == {m: rows[1][4 + i] for i, m in enumerate(sparse.METHODS)}
     assert len(section["tables"][0]["columns"]) == len(rows[0])
     assert ctx.agent.store is own  # the side store is gone again
     store = MemoryStore(ctx.out / "sparse" / "memory", ctx.agent.loaded.model_id,
                         ctx.agent.loaded.hidden_size, ctx.agent.embedder)
-    try:
-        users = sparse.subset(ctx.users)
-        assert sum(store.count(u) for u in users) >= round(rows[2][1] * len(users) * 0.5)
-        assert not (ctx.out / "sparse" / "memory_025").exists()  # one store, not one per level
+    try:  # the store grew to every past interaction of the users (bar near-duplicates superseded)
+        assert sum(store.count(u) for u in ctx.users) == round(rows[2][1] * len(ctx.users))
+        assert not (ctx.out / "sparse" / "memory_4").exists()  # one store, not one per level
     finally:
         store.close()
+
+
+def test_latest_keeps_each_users_newest_interactions() -> None:
+    from memory.learner import Interaction
+
+    items = [Interaction(u, f"r{t}", "t", {}, float(t), f"{u}{t}") for u in ("a", "b") for t in (3, 1, 2)]
+    kept = sparse.latest(items, 2)
+    assert sorted((i.user_id, i.timestamp) for i in kept) == [("a", 2), ("a", 3), ("b", 2), ("b", 3)]
+    assert len(sparse.latest(items, None)) == 6
 
 
 def test_online_adds_an_entry_after_each_interaction(ctx) -> None:
@@ -91,8 +97,15 @@ def test_online_adds_an_entry_after_each_interaction(ctx) -> None:
     valid(ctx, "online", section)
     curve = section["tables"][0]
     assert [r[0] for r in curve["rows"]] == [0, 1, 2]
-    assert curve["columns"] == ["completed", "prompt-k3", "steer", "steer+decay"]
+    assert curve["columns"] == ["completed", "prompt-k5", "steer", "steer+decay"]
+    assert all(0 <= f <= 1 for row in curve["rows"] for f in row[1:])
+    assert set(section["full_history"]) == set(section["reached"]) == {"prompt-k5", "steer", "steer+decay"}
+    for name, reached in section["reached"].items():  # the first step at 80% of the full-history figure
+        column = curve["columns"].index(name)
+        at = [row[column] >= online.REACHED * section["full_history"][name] for row in curve["rows"]]
+        assert reached == (at.index(True) if any(at) else None)
     users = online.pick_users(ctx)
+    assert set(users) <= set(ctx.users)  # the evaluated users only
     store = MemoryStore(ctx.out / "online" / "memory_steer", ctx.agent.loaded.model_id,
                         ctx.agent.loaded.hidden_size, ctx.agent.embedder)
     try:
@@ -138,3 +151,12 @@ def test_clusters_regroup_the_main_tables_outcomes(ctx) -> None:
     counted = sum(s["overall"]["n"] for s in section["methods"].values())
     assert counted == len(ctx.tasks)
     assert sorted(section["clusters"]) == sorted(ctx.users)
+
+
+def test_many_layers_are_swept_at_smaller_strengths(monkeypatch) -> None:
+    monkeypatch.setattr(sweep, "LAYER_SETS", ((6,), tuple(range(15))))
+    settings = sweep.grid()
+    one = [s["alpha"] for s in settings if s["layers"] == [6] and s["site"] == "whole"]
+    many = [s["alpha"] for s in settings if len(s["layers"]) == 15 and s["site"] == "whole"]
+    assert one == list(sweep.ALPHAS) and many == [a / sweep.MANY_LAYERS for a in sweep.ALPHAS]
+    assert sweep._span(list(range(15))) == "0-14" and sweep._span([6, 10, 14]) == "6+10+14"

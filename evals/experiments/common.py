@@ -12,7 +12,6 @@ from typing import Any
 from agent.methods import DEFAULT_METHOD
 
 DEFAULT_STEERING = DEFAULT_METHOD
-ABLATION_USERS = 6  # ablations run on a subset of users; the report says which
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,3 @@ def fresh_dir(path: Path) -> Path:
 
     shutil.rmtree(path, ignore_errors=True)
     return path
-
-
-def subset(users: list[str], n: int = ABLATION_USERS) -> list[str]:
-    return list(users[:n])

@@ -1,21 +1,25 @@
-"""Online adaptation (the steering paper has none): users start with EMPTY memory and
-work through their interactions in time order; after each one the accepted call (the
-gold call) is added online, as the agent's memory node would. We report accuracy
-against the number of completed interactions, and for drifting users accuracy before
-and after the drift and how many interactions recovery takes, with and without time
-decay (`half_life_days`)."""
+"""Online adaptation (the steering paper has none): every evaluated user starts with
+EMPTY memory and works through their interactions in time order; after each one the
+accepted call (the gold call) is added online, as the agent's memory node would.
+Decision-only (the tool each method names, `agent.stages`). We report F. Acc against
+the number of completed interactions beside the same method's F. Acc on the users' test
+tasks with all of their past in memory (the full-history figure a new user should
+approach), the interactions it takes to reach 80% of it, and for drifting users F. Acc
+before and after the drift and how many interactions recovery takes, with and without
+time decay (`half_life_days`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from evals.experiments.common import DEFAULT_STEERING, fresh_dir, side_memory, subset
+from agent.stages import stage_counts, stage_rows
+from evals.experiments.common import DEFAULT_STEERING, fresh_dir, side_memory
 from evals.plots import lines
-from evals.runner import score_executed
-from evals.stats import TaskOutcome, summarize_method
+from evals.stats import TaskOutcome
 
 STREAM = 12  # interactions per user (6 before and 6 after a drift)
 HALF_LIFE_DAYS = 60.0
+REACHED = 0.8  # share of the full-history F. Acc a new user should reach
 
 
 def stream_for(dataset: Any, user: str, length: int = STREAM) -> list[Any]:
@@ -40,17 +44,15 @@ def stream_for(dataset: Any, user: str, length: int = STREAM) -> list[Any]:
 
 
 def pick_users(ctx: Any) -> list[str]:
-    """Drifting users first (up to half), then others, among users with a request history."""
-    users = [u for u in ctx.dataset.user_ids()
+    """The evaluated users that have a request history (drifting users first)."""
+    users = [u for u in ctx.users
              if any(h.request is not None for h in ctx.dataset.histories.get(u, []))]
     drifting = [u for u in users if getattr(ctx.dataset.hidden.get(u), "drift_timestamp", None)]
-    steady = [u for u in users if u not in set(drifting)]
-    half = max(1, len(subset(users)) // 2)
-    return (drifting[:half] + steady)[:len(subset(users))]
+    return drifting + [u for u in users if u not in set(drifting)]
 
 
 def run_variant(ctx: Any, name: str, method: Any, streams: dict[str, list[Any]], bar: Any) -> list[TaskOutcome]:
-    """Decide at step i for every user in one batch, score, then add the gold calls."""
+    """Decide at step i for every user in one batch (decision-only), then add the gold calls."""
     from agent.prompt_memory import PastCall, PromptMemory
     from agent.runtime import intent_keys
     from memory.online import Episode, OnlineWriter
@@ -64,14 +66,12 @@ def run_variant(ctx: Any, name: str, method: Any, streams: dict[str, list[Any]],
         try:
             for step in range(max(len(s) for s in streams.values())):
                 due = [s[step] for s in streams.values() if step < len(s)]
-                decisions = agent.decide_batch([(t.user_id, t.task) for t in due], method=method,
-                                               decider=side.decider)
-                for task, decision in zip(due, decisions):
-                    f_acc, r_acc = score_executed(agent, task, decision.call)
-                    outcomes.append(TaskOutcome(task.task_id, task.user_id, task.type,
-                                                decision.call["name"] if decision.call else None,
-                                                f_acc, r_acc, extra={"step": step,
-                                                                     "timestamp": task.timestamp}))
+                decided = stage_rows(side.decider, agent.tool_specs(), due, method, batch=len(due))
+                for task, row in zip(due, decided):
+                    right = float(row["decision"] == row["gold"])
+                    outcomes.append(TaskOutcome(task.task_id, task.user_id, task.type, row["decision"],
+                                                right, 0.0, extra={"step": step,
+                                                                   "timestamp": task.timestamp}))
                     gold = task.gold_call
                     if method.steers:
                         writer.submit(Episode(task.user_id, task.task, gold.name,
@@ -88,8 +88,8 @@ def run_variant(ctx: Any, name: str, method: Any, streams: dict[str, list[Any]],
 
 
 def drift_figures(ctx: Any, outcomes: list[TaskOutcome]) -> dict:
-    """Mean accuracy before/after each drifting user's drift; recovery = interactions
-    after the drift until a correct tool with R. Acc at least the pre-drift mean."""
+    """Mean F. Acc before/after each drifting user's drift; recovery = interactions after
+    the drift until the first correct tool."""
     before: list[TaskOutcome] = []
     after: list[TaskOutcome] = []
     recoveries = []
@@ -102,15 +102,12 @@ def drift_figures(ctx: Any, outcomes: list[TaskOutcome]) -> dict:
         post = [o for o in mine if o.extra["timestamp"] >= drift]
         before += pre
         after += post
-        bar = sum(o.result_acc for o in pre) / len(pre) if pre else 0.0
-        hit = next((i + 1 for i, o in enumerate(post)
-                    if o.function_acc == 1.0 and o.result_acc >= bar), None)
+        hit = next((i + 1 for i, o in enumerate(post) if o.function_acc == 1.0), None)
         recoveries.append(hit)
     mean = lambda xs, key: sum(getattr(o, key) for o in xs) / len(xs) if xs else None  # noqa: E731
     found = [r for r in recoveries if r is not None]
     return {"drifting_users": len(recoveries),
-            "before_f": mean(before, "function_acc"), "before_r": mean(before, "result_acc"),
-            "after_f": mean(after, "function_acc"), "after_r": mean(after, "result_acc"),
+            "before_f": mean(before, "function_acc"), "after_f": mean(after, "function_acc"),
             "recovery_interactions_mean": sum(found) / len(found) if found else None,
             "recovered_users": len(found)}
 
@@ -119,42 +116,54 @@ def run_online(ctx: Any) -> dict:
     users = pick_users(ctx)
     streams = {u: stream_for(ctx.dataset, u, STREAM) for u in users}
     variants = {
-        "prompt-k3": ctx.method("prompt-k3"),
+        "prompt-k5": ctx.method("prompt-k5"),
         "steer": ctx.method(DEFAULT_STEERING),
         "steer+decay": ctx.method(DEFAULT_STEERING, half_life_days=HALF_LIFE_DAYS),
     }
-    total = sum(len(s) for s in streams.values()) * len(variants)
+    tasks = [t for t in ctx.tasks if t.user_id in set(users)]
+    total = (sum(len(s) for s in streams.values()) + len(tasks)) * len(variants)
     curves: dict[str, list[float]] = {}
-    summaries: dict[str, dict] = {}
+    full: dict[str, float] = {}
+    reached: dict[str, int | None] = {}
     drift_rows = []
     with ctx.bar(total, "online") as bar:
         for name, method in variants.items():
+            # the full-history figure: the same method on these users' test tasks, all of
+            # their past in the evaluation's store
+            counts = stage_counts(stage_rows(ctx.agent.decider, ctx.agent.tool_specs(), tasks, method, bar=bar))
+            full[name] = counts["right"] / max(1, counts["n"])
             outcomes = run_variant(ctx, name.replace("+", "_"), method, streams, bar)
-            summaries[f"online:{name}"] = summarize_method(outcomes)
             steps = sorted({o.extra["step"] for o in outcomes})
             curves[name] = [sum(o.function_acc for o in outcomes if o.extra["step"] == s)
                             / max(1, sum(1 for o in outcomes if o.extra["step"] == s))
                             for s in steps]
+            reached[name] = next((n for n, f in enumerate(curves[name]) if f >= REACHED * full[name]), None)
             figures = drift_figures(ctx, outcomes)
-            drift_rows.append([name, figures["drifting_users"], figures["before_f"],
-                               figures["before_r"], figures["after_f"], figures["after_r"],
+            drift_rows.append([name, figures["drifting_users"], figures["before_f"], figures["after_f"],
                                figures["recovery_interactions_mean"], figures["recovered_users"]])
     length = max(len(c) for c in curves.values())
-    plot = lines(list(range(length)), curves, "Online adaptation from empty memory",
+    plot = lines(list(range(length)), curves | {f"{n} full history": [f] * length for n, f in full.items()
+                                                if n != "steer+decay"},
+                 "Online adaptation from empty memory (decision-only)",
                  "completed interactions", "F. Acc (mean over users)", ctx.out / "online.png")
     curve_rows = [[i, *[c[i] if i < len(c) else None for c in curves.values()]]
                   for i in range(length)]
     return {
-        "note": f"{len(users)} users ({', '.join(users)}), {STREAM} interactions each from "
-                f"their history requests and tasks (window centred on the drift for drifting "
-                f"users); decay = half_life_days {HALF_LIFE_DAYS:g}.",
-        "methods": summaries,
+        "note": f"decision-only, {len(users)} users, {STREAM} interactions each from their history "
+                f"requests and tasks (window centred on the drift for drifting users), memory empty at "
+                f"the start; full-history F. Acc on their {len(tasks)} test tasks: "
+                + ", ".join(f"{n} {f:.3f}" for n, f in full.items())
+                + f"; {REACHED:.0%} of it first reached after: "
+                + ", ".join(f"{n} {'never' if r is None else r}" for n, r in reached.items())
+                + f" interactions; decay = half_life_days {HALF_LIFE_DAYS:g}.",
+        "full_history": full,
+        "reached": reached,
         "tables": [
             {"title": "F. Acc after n completed interactions",
              "columns": ["completed", *curves], "rows": curve_rows},
             {"title": "Drifting users: before / after the drift",
-             "columns": ["variant", "users", "F before", "R before", "F after", "R after",
-                         "recovery (interactions)", "recovered users"], "rows": drift_rows},
+             "columns": ["variant", "users", "F before", "F after", "recovery (interactions)",
+                         "recovered users"], "rows": drift_rows},
         ],
         "plot": plot.name,
     }
