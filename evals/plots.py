@@ -38,13 +38,13 @@ def method_bars(methods: dict[str, dict], title: str, path: Path) -> Path:
     return path
 
 
-def lines(x: Sequence[float], series: dict[str, Sequence[float]], title: str, xlabel: str,
-          ylabel: str, path: Path, log_x: bool = False) -> Path:
-    """One line per series over a shared x axis."""
+def lines(x: Sequence[float] | dict[str, Sequence[float]], series: dict[str, Sequence[float]], title: str,
+          xlabel: str, ylabel: str, path: Path, log_x: bool = False) -> Path:
+    """One line per series over a shared x axis (or, given a dict, each series' own x)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, ys in series.items():
-        ax.plot(list(x), list(ys), marker="o", label=label)
+        ax.plot(list(x[label] if isinstance(x, dict) else x), list(ys), marker="o", label=label)
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)

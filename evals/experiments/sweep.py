@@ -27,13 +27,23 @@ from evals.tasks import select_users, tasks_of
 
 ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0)
 SITES = ("whole", "attn+mlp", "attn")
-LAYER_SETS = ((6,), (10,), (14,), (6, 10, 14))
+# one layer, three spread out, and every layer up to 14: an attention or MLP output is one
+# layer's contribution to the residual, and the residual a whole-layer vector moves sums
+# the contributions of all layers below it
+LAYER_SETS = ((6,), (10,), (14,), (6, 10, 14), tuple(range(15)))
+MANY_LAYERS = 4  # a set of more layers than this is swept at ALPHAS / MANY_LAYERS each
 MIN_TASKS = 200  # non-held-out test tasks the sweep decides (95% interval about +-0.07)
+
+
+def alphas_for(layers: tuple[int, ...]) -> tuple[float, ...]:
+    """The strengths a layer set is swept at: added at many layers, each vector's share is
+    smaller (measured: every layer up to 14 works best near 0.12, one layer near 0.5)."""
+    return ALPHAS if len(layers) <= MANY_LAYERS else tuple(a / MANY_LAYERS for a in ALPHAS)
 
 
 def grid() -> list[dict]:
     return [{"site": s, "layers": list(l), "alpha": a}
-            for s, l, a in itertools.product(SITES, LAYER_SETS, ALPHAS)]
+            for s, l in itertools.product(SITES, LAYER_SETS) for a in alphas_for(l)]
 
 
 def choose(results: list[dict]) -> dict | None:
@@ -83,12 +93,13 @@ def run_sweep(ctx: Any) -> dict:
                                 "obedience": summary["obedience"],
                                 "retrieval_acc": summary["retrieval_acc"]})
     chosen = choose_per_site(results)
-    series = {f"{s} layer {'+'.join(map(str, l))}": [r["function_acc"] for r in results
-                                                     if r["site"] == s and r["layers"] == list(l)]
+    label = lambda s, l: f"{s} layers {_span(l)}"  # noqa: E731
+    series = {label(s, l): [r["function_acc"] for r in results if r["site"] == s and r["layers"] == list(l)]
               for s, l in itertools.product(SITES, LAYER_SETS)}
-    plot = lines(ALPHAS, series, f"Calibration: F. Acc against strength ({len(tasks)} non-held-out tasks)",
-                 "alpha (x the site's reference norm)", "F. Acc", ctx.out / "sweep.png", log_x=True)
-    rows = [[r["site"], "+".join(map(str, r["layers"])), r["alpha"], round(r["function_acc"], 3),
+    totals = {label(s, l): [a * len(l) for a in alphas_for(l)] for s, l in itertools.product(SITES, LAYER_SETS)}
+    plot = lines(totals, series, f"Calibration: F. Acc against strength ({len(tasks)} non-held-out tasks)",
+                 "alpha x layers (x each layer's reference norm)", "F. Acc", ctx.out / "sweep.png", log_x=True)
+    rows = [[r["site"], _span(r["layers"]), r["alpha"], round(r["function_acc"], 3),
              round(r["obedience"], 3), round(r["retrieval_acc"], 3)] for r in results]
     picked = "; ".join(f"{site}: layers {c['layers']} alpha {c['alpha']} (F. Acc {c['function_acc']:.3f})"
                        for site, c in chosen.items())
@@ -103,6 +114,12 @@ def run_sweep(ctx: Any) -> dict:
                                                      "retrieval acc"], "rows": rows}],
         "plot": plot.name,
     }
+
+
+def _span(layers: list[int] | tuple[int, ...]) -> str:
+    """6+10+14, or 0-14 for a run of consecutive layers."""
+    consecutive = len(layers) > 2 and list(layers) == list(range(layers[0], layers[-1] + 1))
+    return f"{layers[0]}-{layers[-1]}" if consecutive else "+".join(map(str, layers))
 
 
 def write_defaults(model_id: str, chosen: dict[str, dict], path: Path | None = None) -> dict:
