@@ -169,12 +169,13 @@ def decision_format(chat: Any, tools: list[Any]) -> Any:
 
 def make_learner(chat: Any, store: Any, tools: list[Any], settings: Settings) -> Any:
     """The app's `memory.learner.Learner`: vectors read where the app's agent decides,
-    each accepted call contrasted with the app's other tools (`other-tools`)."""
-    from memory.learner import Learner, negative_policy, steering_extractor
+    each accepted call contrasted with the app's other tools (`other-tools`; a store whose
+    entries were made with another policy is refused, never mixed)."""
+    from memory.learner import Learner, negative_policy, steering_extractor, store_negatives
 
     loaded = chat.get_loaded()
     method = settings.method(loaded)
-    policy = negative_policy("other-tools", tools=[tool.name for tool in tools])
+    policy = negative_policy(store_negatives(store, "other-tools"), tools=[tool.name for tool in tools])
     return Learner(store, steering_extractor(loaded, [method.site], method.layers), policy,
                    decision_format(chat, tools), model=loaded)
 
