@@ -20,6 +20,19 @@ STORE_HELP = "store directory or http://host:port of a `chroma run` server " \
     "(default: $FINTS_MEMORY_DIR, then the user data dir)"
 
 
+def parse_layers(text: str) -> list[int]:
+    """`6,10,14` or `0-14` (or both mixed) as layer indices; anything else is refused."""
+    from memory.entry import MemoryInputError
+
+    layers: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        low, dash, high = part.partition("-")
+        if not (low.isdigit() and (not dash or high.isdigit())) or (dash and int(high) < int(low)):
+            raise MemoryInputError(f"--layers takes whole numbers and ranges like 6,10,14 or 0-14, not {text!r}")
+        layers += range(int(low), int(high) + 1) if dash else [int(low)]
+    return sorted(set(layers))
+
+
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     """Add this package's subcommands to the `fints` parser."""
     memory = groups["memory"]
@@ -29,8 +42,9 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     build.add_argument("--users", nargs="+", help="only these users, separated by spaces or commas (default: all)")
     build.add_argument("--model", help="steering model (default: the bundled Gemma 3 270M)")
     build.add_argument("--sites", default="whole,attn,mlp", help="comma-separated sites")
-    build.add_argument("--layers", help="comma-separated layer indices (default: the layers "
-                                        "the default steering method reads, agent/defaults.json)")
+    build.add_argument("--layers", help="layer indices, comma-separated, ranges allowed: 14 or 0-14 "
+                                        "(default: the layers the default steering method reads, "
+                                        "agent/defaults.json)")
     build.add_argument("--negatives", default=None, choices=NEGATIVE_POLICIES,
                        help="negative policy: what each accepted call is contrasted with (recorded "
                             "in every entry; default: the one the store's entries record, "
@@ -164,17 +178,16 @@ def _build(args: argparse.Namespace) -> int:
     if users is not None:
         _unknown_users(users, dataset.profiles, f"the data set {args.data}")
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
-    layers_text = args.layers or ",".join(str(x) for x in load_defaults()["layers"])
-    layers = [x.strip() for x in layers_text.split(",") if x.strip()]
-    if not sites or not layers or not all(x.isdigit() for x in layers):
-        raise MemoryInputError("--sites are whole, attn, mlp and --layers whole numbers, comma-separated")
+    layers = parse_layers(args.layers) if args.layers else list(load_defaults()["layers"])
+    if not sites:
+        raise MemoryInputError("--sites are whole, attn, mlp, comma-separated")
     for site in sites:
         check_vector_key(f"{site}.0")
     embedder = load_embedder()
     loaded = load_model(args.model)
     with _open(args, must_exist=False, model_id=loaded.model_id, hidden_size=loaded.hidden_size,
                embedder=embedder, keys=intent_keys(dataset)) as store:
-        learner = make_learner(loaded, store, dataset, layers=[int(x) for x in layers], sites=sites,
+        learner = make_learner(loaded, store, dataset, layers=layers, sites=sites,
                                negatives=args.negatives, embedder=embedder)
         report = learner.learn_batch(past_interactions(dataset, users, args.max_history),
                                      batch_size=args.batch)

@@ -47,3 +47,22 @@ def test_clear_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("FINTS_MEMORY_DIR", path)  # the env var names the default store
     assert main(["memory", "stats", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["entries"] == 6
+
+
+def test_build_layers_take_lists_and_ranges(tmp_path, capsys):
+    import pytest
+
+    from agent.memory_cli import parse_layers
+    from memory.entry import MemoryInputError
+
+    assert parse_layers("14") == [14] and parse_layers("0-3,10") == [0, 1, 2, 3, 10]
+    assert parse_layers("6, 10,6") == [6, 10]
+    for bad in ("", "6,x", "3-1", "-2", "1-"):
+        with pytest.raises(MemoryInputError, match="ranges like"):
+            parse_layers(bad)
+    from tools.data import generate_dataset
+
+    data = generate_dataset(tmp_path / "data", users=6, seed=1)
+    assert main(["memory", "build", "--data", str(data), "--layers", "3-1", "--store", str(tmp_path / "m")]) == 1
+    assert "ranges like 6,10,14 or 0-14" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()  # refused before anything was made
