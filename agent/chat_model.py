@@ -40,11 +40,14 @@ from steering import (LoadedModel, SiteKey, SteeringVector, load_model, pack_row
                       site_map_of, steer)
 from steering.compat import cache_keyword
 
-# Where steering is added: every position, only the prompt, only generated tokens, or
+# Where steering is added: every position, only the prompt, only generated tokens,
 # "decision": only where the tool is chosen (the last token of the call's forced start
 # `{"name":"` and the tokens of the tool's name until it is unique), so the vector picks
-# the tool and the rest of the same generation writes the call unsteered.
-Positions = Literal["all", "prompt", "generated", "decision"]
+# the tool and the rest of the same generation writes the call unsteered, or "context":
+# the prompt and the whole forced start too, then the call written as under "decision"
+# (for sites that act through attention to a steered prompt, not at one token).
+Positions = Literal["all", "prompt", "generated", "decision", "context"]
+DECIDING = ("decision", "context")  # modes that stop steering once the tool is named
 PrefixReuse = Literal["never", "exact", "always"]
 NAME_WRITTEN = re.compile(r'"name"\s*:\s*"([^"]*)"')
 CALL_KWARGS = ("steering", "steering_positions", "max_new_tokens")
@@ -259,6 +262,8 @@ class SteeredChatModel(BaseChatModel):
         call so far is then read again unsteered, as the tokenizer spells it, and written
         on, unsteered, in the same generation: the call two passes would give (a steered
         pick, an unsteered call forced to that tool), and steering cannot garble arguments.
+        `"context"` steers the prompt and the whole forced start as well, then writes the
+        call the same way (its arguments attend to the steered prompt).
         """
         if not conversations:
             return []
@@ -277,9 +282,9 @@ class SteeredChatModel(BaseChatModel):
         if template == "base" and not self._constrained(choice):
             stops.append("\n")  # a base-template turn is one line
         positions = steering_positions or self.steering_positions
-        if positions == "decision" and not (self._constrained(choice) and not choice.text):
+        if positions in DECIDING and not (self._constrained(choice) and not choice.text):
             positions = "all"  # where a call is not required, "decision" steers everywhere
-        elif positions == "decision" and len(choice.call_tools) == 1:
+        elif positions in DECIDING and len(choice.call_tools) == 1:
             vectors = None  # one tool the call may name: nothing to decide
         out = self._run(loaded, token_rows, vectors, choice, template, budget, stops, positions)
         stop_ids = shared_state(loaded).grammars.stop_token_ids
@@ -318,8 +323,8 @@ class SteeredChatModel(BaseChatModel):
         the same decoding (`_run`) stopped as soon as the name is unique: the forced
         `{"name":"` is read with the prompt in one prefill and only the name tokens that
         set it apart are generated. Steering, when given, acts on every position ("all",
-        as `steering_positions="all"` generation does) or only where the name is decided
-        ("last": as `steering_positions="decision"` does)."""
+        as `steering_positions="all"` or `"context"` generation does until the name is
+        decided) or only where the name is decided ("last": as `"decision"` does)."""
         if not conversations:
             return []
         loaded = self.get_loaded()
@@ -400,7 +405,7 @@ class SteeredChatModel(BaseChatModel):
             # the shared instructions: computed once per model, unsteered (outside `steer`)
             prompt = decoder.start(token_rows, shared)
             cache = loaded.prefixes.copy_for(loaded.model, prompt.prefix, rows, prompt.gaps) if shared else None
-            with steer(loaded, vectors, check=positions in ("all", "prompt")) as run:
+            with steer(loaded, vectors, check=positions in ("all", "prompt", "context")) as run:
                 if cache is not None and keep is not None:  # the layers a vector changes, if any
                     loaded.prefixes.rerun_layers(loaded.model, cache, prompt.prefix, prompt.gaps, keep)
                 tokens = decoder.decode(prompt, cache, run)
@@ -485,16 +490,16 @@ class _Decoder:
         steer = torch.zeros(rows, width, dtype=torch.bool)
         for row, forced in enumerate(prompt.forced):
             prompt_end = width - len(forced)
-            if self.mode in ("all", "prompt"):
+            if self.mode in ("all", "prompt", "context"):
                 steer[row, prompt.gaps[row]:prompt_end] = True
-            if forced and self.mode in ("all", "generated"):
+            if forced and self.mode in ("all", "generated", "context"):
                 steer[row, prompt_end:] = True
             if forced and self.mode == "decision":
                 steer[row, width - 1] = True
         # a row being decided under "decision": the cache columns of its call's tokens so
         # far (None once decided), and the position its call starts at
         deciding: list[list[int] | None] = [
-            list(range(width - len(f), width)) if self.mode == "decision" and f and self.steered[row] else None
+            list(range(width - len(f), width)) if self.mode in DECIDING and f and self.steered[row] else None
             for row, f in enumerate(prompt.forced)]
         call_start = [lengths[row] - len(f) for row, f in enumerate(prompt.forced)]
         done = [self._ended(row, written[row]) for row in range(rows)]
@@ -536,7 +541,7 @@ class _Decoder:
 
     def _steered_now(self, row: int, written: list[int], deciding: list[list[int] | None]) -> bool:
         """Whether the tokens `row` feeds next are steered."""
-        if self.mode == "decision":
+        if self.mode in DECIDING:
             return deciding[row] is not None and self._named(row, written) is None
         return self.mode in ("all", "generated")
 

@@ -37,7 +37,9 @@ def reference(chat: SteeredChatModel, request: str, tools: list, budget: int,
     ("all"), or ("decision") at the forced start's last token and after it while the
     name is not unique, then nowhere: a steered pass that picks the name and an
     unsteered pass that writes the call, reading the call's text so far as the
-    tokenizer spells it (as a pass forced to that tool would)."""
+    tokenizer spells it (as a pass forced to that tool would); "context" steers every
+    position while the name is not unique, then the prompt alone (its cache stays
+    steered) while the call, read again as under "decision", is written unsteered."""
     loaded = chat.get_loaded()
     tok = loaded.tokenizer
     specs = format_tools(tools)
@@ -59,12 +61,16 @@ def reference(chat: SteeredChatModel, request: str, tools: list, budget: int,
         if rows.completed[0] or len(written) >= budget:
             break
         deciding = named_tool(tok.decode(written), names) is None
-        if positions == "decision" and vector is not None and not deciding and not respelled:
+        if positions in ("decision", "context") and vector is not None and not deciding and not respelled:
             written, respelled = tok(tok.decode(written), add_special_tokens=False)["input_ids"], True
         ids = torch.tensor([prompt + written])
-        where = ({"positions": "all"} if positions == "all" else
-                 {"positions": "generated", "prompt_length": decided_from, "check": False})
-        on = vector if positions == "all" or deciding else None
+        if positions == "all" or (positions == "context" and deciding):
+            where = {"positions": "all"}
+        elif positions == "context":
+            where = {"positions": "prompt", "prompt_length": len(prompt), "check": False}
+        else:
+            where = {"positions": "generated", "prompt_length": decided_from, "check": False}
+        on = vector if positions in ("all", "context") or deciding else None
         with steer(loaded, on, **where):
             scores = rows.mask(loaded.model(input_ids=ids).logits[:, -1, :].float())
         token = int(scores.argmax(-1))
@@ -107,7 +113,7 @@ def test_batched_decoding_with_forced_runs_equals_token_by_token(family, reuse):
 
 
 @pytest.mark.parametrize("family", ["gemma3", "llama"])
-@pytest.mark.parametrize("positions", ["all", "decision"])
+@pytest.mark.parametrize("positions", ["all", "decision", "context"])
 def test_steered_rows_decode_as_their_own_token_by_token_run(family, positions):
     """Per-row vectors (one row unsteered); under "decision" the steering stops per row
     once its name is unique, in the same generation, and what follows is what an
@@ -168,14 +174,14 @@ def test_decision_steering_acts_only_while_the_name_is_decided(monkeypatch):
     assert [read.count(place) for place in expected] == [2] * len(expected)  # steered once, then read again unsteered
 
 
-@pytest.mark.parametrize("positions", ["all", "last"])
-def test_choose_tools_names_what_generation_writes(positions):
+@pytest.mark.parametrize("positions,generation", [("all", "all"), ("last", "decision"), ("all", "context")])
+def test_choose_tools_names_what_generation_writes(positions, generation):
     loaded = tiny_model("gemma3", "bpe", seed=5)
     chat = SteeredChatModel(loaded=loaded, max_string_length=6)
     vectors = [vector(loaded, 1), None, vector(loaded, 2), vector(loaded, 4)]
     conversations = [[HumanMessage(r)] for r in REQUESTS]
     chosen = chat.choose_tools(conversations, vectors, tools=TOOLS, positions=positions)
     replies = chat.generate_batch(conversations, vectors, tools=TOOLS, tool_choice="any", max_new_tokens=60,
-                                  steering_positions="all" if positions == "all" else "decision")
+                                  steering_positions=generation)
     assert chosen == [(r.tool_calls or r.invalid_tool_calls)[0]["name"] for r in replies]
     assert len(set(chosen)) > 1
