@@ -38,6 +38,7 @@ def small(monkeypatch):
     monkeypatch.setattr(sweep, "ALPHAS", (0.2, 0.4))
     monkeypatch.setattr(sweep, "LAYER_SETS", ((6,),))
     monkeypatch.setattr(sweep, "SITES", ("whole", "attn+mlp"))
+    monkeypatch.setattr(sweep, "CONTEXT", {"sites": ("attn+mlp", "attn"), "layers": (5, 6), "alphas": (0.3,)})
     monkeypatch.setattr(sweep, "MIN_TASKS", 2)
     monkeypatch.setattr(arguments, "MIN_TASKS", 4)
     monkeypatch.setattr(arguments, "ALPHAS", (0.0, 4.0))
@@ -117,8 +118,9 @@ def test_online_adds_an_entry_after_each_interaction(ctx) -> None:
 def test_sweep_runs_its_grid_and_chooses_among_it(ctx) -> None:
     section = sweep.run_sweep(ctx)
     valid(ctx, "sweep", section)
-    assert [(r["site"], r["layers"], r["alpha"]) for r in section["results"]] == [
-        ("whole", [6], 0.2), ("whole", [6], 0.4), ("attn+mlp", [6], 0.2), ("attn+mlp", [6], 0.4)]
+    assert [(r["site"], r["layers"], r["alpha"], r["positions"]) for r in section["results"]] == [
+        ("whole", [6], 0.2, "decision"), ("whole", [6], 0.4, "decision"), ("attn+mlp", [6], 0.2, "decision"),
+        ("attn+mlp", [6], 0.4, "decision"), ("attn+mlp", [5, 6], 0.3, "context")]  # attn is not swept here
     assert sorted(section["chosen"]) == ["attn+mlp", "whole"]
     for site, chosen in section["chosen"].items():
         assert chosen in section["results"] and chosen["site"] == site

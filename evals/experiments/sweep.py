@@ -32,6 +32,10 @@ SITES = ("whole", "attn+mlp", "attn")
 # the contributions of all layers below it
 LAYER_SETS = ((6,), (10,), (14,), (6, 10, 14), tuple(range(15)))
 MANY_LAYERS = 4  # a set of more layers than this is swept at ALPHAS / MANY_LAYERS each
+# attention and MLP outputs at every layer up to 14, steered over the prompt too
+# ("context" positions): those sites act on the decision through attention to the
+# steered prompt, and there a far weaker vector moves it
+CONTEXT = {"sites": ("attn+mlp", "attn"), "layers": tuple(range(15)), "alphas": (0.01, 0.02, 0.04)}
 MIN_TASKS = 200  # non-held-out test tasks the sweep decides (95% interval about +-0.07)
 
 
@@ -42,8 +46,13 @@ def alphas_for(layers: tuple[int, ...]) -> tuple[float, ...]:
 
 
 def grid() -> list[dict]:
-    return [{"site": s, "layers": list(l), "alpha": a}
-            for s, l in itertools.product(SITES, LAYER_SETS) for a in alphas_for(l)]
+    """Every setting: "decision" positions for each site, layer set and alpha; "context"
+    positions for the CONTEXT sites at every layer."""
+    decision = [{"site": s, "layers": list(l), "alpha": a, "positions": "decision"}
+                for s, l in itertools.product(SITES, LAYER_SETS) for a in alphas_for(l)]
+    context = [{"site": s, "layers": list(CONTEXT["layers"]), "alpha": a, "positions": "context"}
+               for s in CONTEXT["sites"] if s in SITES for a in CONTEXT["alphas"]]
+    return decision + context
 
 
 def choose(results: list[dict]) -> dict | None:
@@ -76,15 +85,16 @@ def sweep_users(dataset: Any, min_tasks: int) -> list[str]:
 def run_sweep(ctx: Any) -> dict:
     users = sweep_users(ctx.dataset, MIN_TASKS)
     tasks = tasks_of(ctx.dataset, users, None)
-    layers = sorted({layer for ls in LAYER_SETS for layer in ls})
     settings = grid()
+    layers = sorted({layer for setting in settings for layer in setting["layers"]})
     results = []
     with side_memory(ctx, ctx.out / "sweep" / "memory", layers=layers) as side:
         side.learner.learn_batch(past_interactions(ctx.dataset, users), progress=ctx.progress)
         with ctx.bar(len(settings) * len(tasks), "sweep") as bar:
             for setting in settings:
                 name = f"steer-{setting['site']}-attentive"
-                method = ctx.method(name, alpha=setting["alpha"], layers=setting["layers"])
+                method = ctx.method(name, alpha=setting["alpha"], layers=setting["layers"],
+                                    positions=setting["positions"])
                 rows = decide_stage(ctx.agent, tasks, name, ctx.batch_size, bar, method=method,
                                     decider=side.decider)
                 summary = stage_summary(rows, None)
@@ -93,15 +103,18 @@ def run_sweep(ctx: Any) -> dict:
                                 "obedience": summary["obedience"],
                                 "retrieval_acc": summary["retrieval_acc"]})
     chosen = choose_per_site(results)
-    label = lambda s, l: f"{s} layers {_span(l)}"  # noqa: E731
-    series = {label(s, l): [r["function_acc"] for r in results if r["site"] == s and r["layers"] == list(l)]
-              for s, l in itertools.product(SITES, LAYER_SETS)}
-    totals = {label(s, l): [a * len(l) for a in alphas_for(l)] for s, l in itertools.product(SITES, LAYER_SETS)}
+    curves: dict[str, list[dict]] = {}
+    for r in results:
+        where = "" if r["positions"] == "decision" else f", {r['positions']}"
+        curves.setdefault(f"{r['site']} layers {_span(r['layers'])}{where}", []).append(r)
+    series = {label: [r["function_acc"] for r in rs] for label, rs in curves.items()}
+    totals = {label: [r["alpha"] * len(r["layers"]) for r in rs] for label, rs in curves.items()}
     plot = lines(totals, series, f"Calibration: F. Acc against strength ({len(tasks)} non-held-out tasks)",
                  "alpha x layers (x each layer's reference norm)", "F. Acc", ctx.out / "sweep.png", log_x=True)
-    rows = [[r["site"], _span(r["layers"]), r["alpha"], round(r["function_acc"], 3),
+    rows = [[r["site"], _span(r["layers"]), r["positions"], r["alpha"], round(r["function_acc"], 3),
              round(r["obedience"], 3), round(r["retrieval_acc"], 3)] for r in results]
-    picked = "; ".join(f"{site}: layers {c['layers']} alpha {c['alpha']} (F. Acc {c['function_acc']:.3f})"
+    picked = "; ".join(f"{site}: layers {_span(c['layers'])} alpha {c['alpha']} {c['positions']} "
+                       f"(F. Acc {c['function_acc']:.3f})"
                        for site, c in chosen.items())
     return {
         "note": f"decision-only on {len(users)} non-held-out users ({len(tasks)} tasks); chosen per site: "
@@ -110,8 +123,8 @@ def run_sweep(ctx: Any) -> dict:
         "users": users,
         "results": results,
         "chosen": chosen,
-        "tables": [{"title": "Settings", "columns": ["site", "layers", "alpha", "F. Acc", "obedience",
-                                                     "retrieval acc"], "rows": rows}],
+        "tables": [{"title": "Settings", "columns": ["site", "layers", "positions", "alpha", "F. Acc",
+                                                     "obedience", "retrieval acc"], "rows": rows}],
         "plot": plot.name,
     }
 
@@ -123,10 +136,12 @@ def _span(layers: list[int] | tuple[int, ...]) -> str:
 
 
 def write_defaults(model_id: str, chosen: dict[str, dict], path: Path | None = None) -> dict:
-    """Store each site's chosen alpha/layers under the model id in the user's defaults
-    file (`path`, else `agent.config.user_config_path()`), never in the package."""
+    """Store each site's chosen alpha, layers and positions under the model id in the
+    user's defaults file (`path`, else `agent.config.user_config_path()`), never in the
+    package."""
     from agent.config import write_user_defaults
 
-    per_site = {site: {k: setting[k] for k in ("alpha", "layers")} for site, setting in chosen.items()}
+    per_site = {site: {k: setting[k] for k in ("alpha", "layers", "positions") if k in setting}
+                for site, setting in chosen.items()}
     entry, _ = write_user_defaults(model_id, {"sites": per_site}, path)
     return entry
