@@ -17,7 +17,8 @@ def test_demo_shows_steering_win_where_the_stages_say_it_does(tmp_path, capsys) 
     assert run_demo(tmp_path / "data", store=str(tmp_path / "memory")) == 0
     out = capsys.readouterr().out
     assert "memory entries" in out and "Steered decisions matching the user's habit" in out
-    stages = re.findall(r"^\s+(U_\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)/(\d+)$", out, re.M)
+    stages = re.findall(r"^  (\S+) +(zero-shot|nearest-call|prompt-k\d|steer-\S+) +(\S+) +(\S+) +(\d+)/(\d+)$",
+                        out, re.M)
     methods = [*STAGE_METHODS, DEFAULT_METHOD]
     assert [name for _, name, *_ in stages] == methods * 2  # each user, every method
     right = {name: 0 for name in methods}
