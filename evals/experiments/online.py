@@ -20,6 +20,11 @@ from evals.stats import TaskOutcome
 STREAM = 12  # interactions per user (6 before and 6 after a drift)
 HALF_LIFE_DAYS = 60.0
 REACHED = 0.8  # share of the full-history F. Acc a new user should reach
+VARIANTS = {  # label: (method, settings over its defaults)
+    "prompt-k5": ("prompt-k5", {}),
+    "steer": (DEFAULT_STEERING, {}),
+    "steer+decay": (DEFAULT_STEERING, {"half_life_days": HALF_LIFE_DAYS}),
+}
 
 
 def stream_for(dataset: Any, user: str, length: int = STREAM) -> list[Any]:
@@ -115,11 +120,7 @@ def drift_figures(ctx: Any, outcomes: list[TaskOutcome]) -> dict:
 def run_online(ctx: Any) -> dict:
     users = pick_users(ctx)
     streams = {u: stream_for(ctx.dataset, u, STREAM) for u in users}
-    variants = {
-        "prompt-k5": ctx.method("prompt-k5"),
-        "steer": ctx.method(DEFAULT_STEERING),
-        "steer+decay": ctx.method(DEFAULT_STEERING, half_life_days=HALF_LIFE_DAYS),
-    }
+    variants = {label: ctx.method(name, **settings) for label, (name, settings) in VARIANTS.items()}
     tasks = [t for t in ctx.tasks if t.user_id in set(users)]
     total = (sum(len(s) for s in streams.values()) + len(tasks)) * len(variants)
     curves: dict[str, list[float]] = {}
