@@ -102,8 +102,9 @@ class Decider:
                     for reply in (self.looked_up(row, tools) for row in rows)]
         conversations, chosen = self._prepared(method, rows, steering)
         vectors = [s.vector for s in chosen]
+        where = "last" if method.positions == "decision" else "all"
         return self.chat.choose_tools(conversations, vectors if any(v is not None for v in vectors) else None,
-                                      tools=list(tools), positions="last" if method.positions == "decision" else "all")
+                                      tools=list(tools), positions=where)
 
     def looked_up(self, row: Row, tools: Sequence[Any]) -> AIMessage:
         """`nearest-call`: the user's most similar past call (prompt memory's retrieval,

@@ -24,7 +24,7 @@ from tools.registry import TOOL_FOR_TYPE
 
 
 def stage_rows(decider: Decider, tools: Sequence[Any], tasks: Sequence[Any], method: Method,
-                 batch: int = 8, bar: Any = None) -> list[dict]:
+               batch: int = 8, bar: Any = None) -> list[dict]:
     """One row per task (a `tools.data.Task`): the gold tool, the decision, the retrieved
     tool and what was retrieved (entry ids or past requests, with their weights)."""
     rows = []

@@ -39,6 +39,7 @@ def run_sparse(ctx: Any) -> dict:
     agent, users, tasks = ctx.agent, list(ctx.users), list(ctx.tasks)
     methods = [ctx.method(n) for n in METHODS]
     tools = agent.tool_specs()
+    layers = memory_layers(methods)
     past = past_interactions(ctx.dataset, users, None)
     levels = sorted(LEVELS, key=lambda n: float("inf") if n is None else n)
     keys = intent_keys(ctx.dataset)
@@ -56,7 +57,7 @@ def run_sparse(ctx: Any) -> dict:
             for user in users:
                 prompt.extend(user, [PastCall(i.request, i.tool, i.arguments, i.timestamp)
                                      for i in kept if i.user_id == user])
-            with side_memory(ctx, path, prompt, memory_layers(methods)) as side:
+            with side_memory(ctx, path, prompt, layers) as side:
                 side.learner.learn_batch(kept, progress=False)
                 row: list[Any] = ["all" if level is None else level, len(kept) / max(1, len(users))]
                 for method in methods:

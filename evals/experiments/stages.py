@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.stages import stage_rows
-from agent.stages import stage_counts
+from agent.stages import stage_counts, stage_rows
 from evals.stats import wilson_interval
 from tools.registry import TOOL_FOR_TYPE
 
