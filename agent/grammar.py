@@ -37,10 +37,12 @@ CALL_SEPARATORS = (",", ":")
 # template) or the end of the turn (chat template, ended by the stop token).
 TEXT_LINE_EBNF = 'root ::= [^{\\-*\\t\\n ] [^\\n]* "\\n"'
 TEXT_TURN_EBNF = 'root ::= [^{\\-*\\t\\n ] [^\\x00]*'
-# The loop guard: a free string whose last tokens are LOOP_REPEATS copies of one block of
-# at most LOOP_PERIOD tokens is closed.
+# The loop guards: a free string whose last tokens are LOOP_REPEATS copies of one block of
+# at most LOOP_PERIOD tokens is closed, and so is one whose next token would repeat a run
+# of REPEAT_SPAN tokens the string already holds.
 LOOP_REPEATS = 3
 LOOP_PERIOD = 8
+REPEAT_SPAN = 4
 # Closing a cut call: the characters that shape JSON, and the content characters, in
 # the order a free string or a number takes the first allowed one ("0" is the
 # shortest number).
@@ -354,6 +356,7 @@ class GrammarRows:
         if self.quotes is not None:
             for i in live:
                 _close_a_looping_string(self, i, scores)
+                _close_a_repeating_string(self, i, scores)
         return scores
 
     def accept(self, row: int, token: int) -> bool:
@@ -385,6 +388,31 @@ class GrammarRows:
         return tokens if all(probe.accept_token(t) for t in tokens) else []
 
 
+def repeating_tokens(tokens: Sequence[int], span: int = REPEAT_SPAN) -> set[int]:
+    """The tokens that would end a second copy of a `span`-token run of `tokens`."""
+    if span < 2 or len(tokens) < span:
+        return set()
+    tail = list(tokens[len(tokens) - span + 1:])
+    return {tokens[i + span - 1] for i in range(len(tokens) - span + 1)
+            if list(tokens[i:i + span - 1]) == tail}
+
+
+def _close_a_repeating_string(rows: GrammarRows, row: int, scores: torch.Tensor) -> None:
+    """The repeat guard. Left alone, a base model writing a long text (a review) soon
+    says one sentence again and again, which the loop guard's short blocks do not catch.
+    When the row's best next token would write, inside a call's string (the tokens since
+    the last one holding a quote), a run of REPEAT_SPAN tokens a second time, the string
+    ends there instead, as the loop guard ends it."""
+    generated = rows.generated[row]
+    if len(generated) < REPEAT_SPAN:
+        return
+    quoted = rows.quotes.inside[torch.tensor(generated, dtype=torch.long)].nonzero()
+    if not len(quoted):  # not inside a call's string (free text has its own end)
+        return
+    if int(scores[row].argmax()) in repeating_tokens(generated[int(quoted[-1]) + 1:]):
+        _close_string(rows, row, scores)
+
+
 def _close_a_looping_string(rows: GrammarRows, row: int, scores: torch.Tensor) -> None:
     """The loop guard. The base model sometimes repeats itself inside a string
     ("case_phone_case_phone_...") until the token budget runs out, which loses the call
@@ -392,9 +420,13 @@ def _close_a_looping_string(rows: GrammarRows, row: int, scores: torch.Tensor) -
     block (with no quote in it: the loop is inside a string), only tokens that open
     with a quote stay allowed, so the string ends there, if the grammar allows it."""
     block = repeated_block(rows.generated[row])
+    if block is not None and not bool(rows.quotes.inside[block].any()):
+        _close_string(rows, row, scores)
+
+
+def _close_string(rows: GrammarRows, row: int, scores: torch.Tensor) -> None:
+    """Allow only tokens that open with a quote (the string ends), if the grammar allows one."""
     quotes = rows.quotes
-    if block is None or bool(quotes.inside[block].any()):
-        return
     vocab = min(scores.shape[-1], quotes.opening.shape[0])
     closing = quotes.opening[:vocab].to(scores.device) & torch.isfinite(scores[row, :vocab])
     if bool(closing.any()):

@@ -14,7 +14,8 @@ import xgrammar as xgr
 from pydantic import BaseModel, Field
 
 from agent.chat_model import SteeredChatModel, shared_state
-from agent.grammar import GrammarRows, bounded_schema, call_schema, closing_text, repeated_block
+from agent.grammar import (GrammarRows, bounded_schema, call_schema, closing_text, repeated_block,
+                           repeating_tokens)
 from agent.prompt import format_tools, render_call
 from tests.test_chat_model import one_thread  # noqa: F401 (autouse fixture)
 from tests.helpers.schemas import random_tools, sample_arguments
@@ -210,6 +211,42 @@ def test_repeated_block_finds_the_shortest_loop_at_the_end() -> None:
     assert repeated_block([5, 5, 5]) == [5]
     assert repeated_block([1, 2, 1, 2, 3]) is None
     assert repeated_block([1, 2, 3, 1, 2, 3]) is None  # two copies are not a loop
+
+
+def test_repeating_tokens_are_those_that_would_copy_a_run_again() -> None:
+    assert repeating_tokens([1, 2, 3, 4, 5, 1, 2, 3]) == {4}
+    assert repeating_tokens([1, 2, 3, 9, 1, 2, 3, 7, 1, 2, 3]) == {9, 7}
+    assert repeating_tokens([1, 2, 3, 4, 5, 6]) == set()
+    assert repeating_tokens([1, 2, 3]) == set()  # shorter than a run
+
+
+def test_a_string_about_to_repeat_a_run_is_closed_there(model: SteeredChatModel) -> None:
+    """Inside a call's string, when the best next token would write a 4-token run the
+    string already holds, only tokens that end the string stay allowed; another best
+    token, or the same tokens outside any string, are left alone."""
+    loaded = model.get_loaded()
+    state = shared_state(loaded)
+    tok = loaded.tokenizer
+    compiled = state.grammars.grammar(format_tools([find_items]))
+    head = tok('{"name":"find_items","arguments":{"query":"', add_special_tokens=False)["input_ids"]
+    run = [tok(c, add_special_tokens=False)["input_ids"][0] for c in "vwxyz"]
+    assert len(set(run)) == 5
+    written = head + run + run[:3]
+
+    def masked(best: int, tokens: list[int]) -> torch.Tensor:
+        rows = GrammarRows([compiled], state.grammars.vocab_size, quotes=state.grammars.quotes)
+        for token in tokens:
+            rows.accept(0, token)
+        scores = torch.zeros(1, state.grammars.vocab_size)
+        scores[0, best] = 10.0
+        return rows.mask(scores)[0]
+
+    closed = masked(run[3], written)  # would write v w x y a second time
+    allowed = torch.isfinite(closed).nonzero()[:, 0].tolist()
+    assert allowed and all(tok.convert_ids_to_tokens(i).startswith('"') for i in allowed)
+    assert not torch.isfinite(masked(run[4], written)).logical_xor(
+        torch.isfinite(masked(run[4], written[: len(head) + 5]))).any()  # another token: the mask as before
+    assert torch.isfinite(masked(run[4], written))[run[0]]  # the string may go on
 
 
 def test_a_string_that_loops_is_closed_and_the_call_stays_valid() -> None:
