@@ -37,6 +37,9 @@ Examples = Mapping[str, tuple[str, dict[str, Any]]]
 # The shop agent's examples: one explicit request per PersonalWAB tool (neutral: none is
 # a vague request, so none teaches a default tool). Its memory entries were extracted
 # from prompts that hold them, so the shop agent passes them (`examples=EXAMPLES`).
+# The review example asks for a review without dictating it and shows one written about
+# the item asked of: users ask that way, and a base model copies what the example
+# shows (with the review's text in the request, it wrote that text for every product).
 EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     SEARCH: (
         "Search the shop for Adidas soccer cleats.",
@@ -44,8 +47,8 @@ EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     RECOMMEND: ("Suggest products that fit my past orders.", {}),
     REVIEW: (
-        "Post my review of the blender: loud, but it crushes ice well.",
-        {"review": "Loud, but it crushes ice well."},
+        "Post my review of the blender I bought.",
+        {"review": "I bought this blender a month ago and it works well."},
     ),
     DETAILS: (
         "Show me the details of product B00EXAMPLE3.",
