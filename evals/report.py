@@ -8,7 +8,9 @@ the gold calls}}), `experiments` ({name: section}), `timing`,
 `pending` (parts not run yet: the report is rewritten after each part) and `errors`.
 A method summary (see `evals.stats.summarize_method`): `per_type` and `overall` groups
 of {n, function_acc, function_acc_ci, result_acc, result_acc_ci}, `median_latency_s`,
-`degeneration_rate`, `malformed_rate`, `steered_rate`, and `avg_steps` (multi-turn).
+`degeneration_rate`, `malformed_rate`, `steered_rate`, `outcomes` (per task: task_id,
+user_id, type, tool, arguments, function_acc, result_acc, degenerate) and `avg_steps`
+(multi-turn).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tools.registry import TASK_TYPES
 
 SCHEMA = "fints-eval-report/1"
 RATES = ("degeneration_rate", "malformed_rate", "steered_rate")
+EXAMPLES_PER_TYPE = 5  # example calls per task type in report.md
 
 
 class ReportError(ValueError):
@@ -67,6 +70,13 @@ def check_method(where: str, summary: dict, problems: list[str], multi: bool = F
             problems.append(f"{where}: {key} {summary[key]} outside [0, 1]")
     if summary["median_latency_s"] < 0:
         problems.append(f"{where}: negative latency")
+    rows = summary.get("outcomes")
+    if rows is not None:  # the per-task outcomes must give back the summary's figures
+        n = summary["overall"].get("n", 0)
+        if len(rows) != n:
+            problems.append(f"{where}: {len(rows)} outcomes for n = {n}")
+        elif n and abs(sum(r["function_acc"] for r in rows) / n - summary["overall"]["function_acc"]) > 1e-9:
+            problems.append(f"{where}: the outcomes' F. Acc differs from the summary's")
     if multi and summary.get("avg_steps", 0) < 1:
         problems.append(f"{where}: avg_steps {summary.get('avg_steps')} below 1")
 
@@ -162,6 +172,7 @@ def render_markdown(report: dict) -> str:
         lines += method_table(section["methods"], multi=track == "multi")
         if section.get("ceiling"):
             lines += method_table({"gold call (ceiling)": section["ceiling"]})[2:]
+            lines += ["", *example_calls(section)]
         lines.append("")
     for name, section in report.get("experiments", {}).items():
         lines += [f"## Experiment: {name}", ""]
@@ -180,6 +191,34 @@ def render_markdown(report: dict) -> str:
         lines += [f"| {k} | {v:.1f} |" for k, v in report["timing"].items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def example_calls(section: dict, per_type: int = EXAMPLES_PER_TYPE, chars: int = 160) -> list[str]:
+    """The first `per_type` tasks of each type as every method wrote them, beside what
+    the user really wrote (the gold call): R. Acc is a number, this is what it measures."""
+    gold = {o["task_id"]: o for o in section["ceiling"].get("outcomes", [])}
+    written = {name: {o["task_id"]: o for o in s.get("outcomes", [])}
+               for name, s in section["methods"].items()}
+    lines = []
+    for task_type in TASK_TYPES:
+        ids = [tid for tid, o in gold.items() if o["type"] == task_type][:per_type]
+        if not ids:
+            continue
+        lines += [f"**Example calls: {task_type}** (R. Acc in brackets)", ""]
+        for tid in ids:
+            lines.append(f"- `{tid}`, the user's own call: {_call_text(gold[tid], chars)}")
+            lines += [f"  - {name} [{mine[tid]['result_acc']:.2f}]: {_call_text(mine[tid], chars)}"
+                      for name, mine in written.items() if tid in mine]
+        lines.append("")
+    return lines
+
+
+def _call_text(outcome: dict, chars: int) -> str:
+    if outcome.get("tool") is None:
+        return "(no call)"
+    text = json.dumps(outcome.get("arguments") or {}, ensure_ascii=False)
+    text = text if len(text) <= chars else text[: chars - 3] + "..."
+    return f"`{outcome['tool']}` `{text}`"
 
 
 def _cell(value: Any) -> str:

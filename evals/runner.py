@@ -58,6 +58,7 @@ def run_single(agent: Any, tasks: Sequence[Task], method: Any, *, batch_size: in
                 degenerate=is_degenerate(decision.call, decision.malformed),
                 malformed=decision.malformed, latency_s=decision.latency_s,
                 steered=bool(decision.steering.get("applied")),
+                arguments=dict(decision.call["args"]) if decision.call else None,
             ))
         if bar is not None:
             bar.update(len(group))
@@ -74,7 +75,8 @@ def run_gold(agent: Any, tasks: Sequence[Task]) -> list[TaskOutcome]:
     for task in tasks:
         name, arguments = gold_call(task, agent.dataset.histories)
         f_acc, r_acc = score_executed(agent, task, {"name": name, "args": arguments})
-        outcomes.append(TaskOutcome(task.task_id, task.user_id, task.type, name, f_acc, r_acc))
+        outcomes.append(TaskOutcome(task.task_id, task.user_id, task.type, name, f_acc, r_acc,
+                                    arguments=dict(arguments)))
     return outcomes
 
 
@@ -111,6 +113,7 @@ def run_multi(agent: Any, tasks: Sequence[Task], method: Any, *, max_steps: int 
             f_acc, r_acc, degenerate=any(is_degenerate(c) for c in shop_calls) or not calls,
             malformed=not calls, latency_s=episode.latency_s / steps, steps=steps,
             steered=bool(episode.steering.get("applied")),
+            arguments=dict(final["args"]) if final else None,
         ))
         if bar is not None:
             bar.update(1)

@@ -38,6 +38,15 @@ class TaskOutcome:
     steps: int = 1
     steered: bool = False
     extra: dict = field(default_factory=dict)
+    arguments: dict | None = None  # the call's arguments (None: no call)
+
+    def row(self) -> dict:
+        """What the report keeps per task: enough to recompute every figure and to read
+        what was written."""
+        return {"task_id": self.task_id, "user_id": self.user_id, "type": self.task_type,
+                "tool": self.tool, "arguments": self.arguments,
+                "function_acc": self.function_acc, "result_acc": round(self.result_acc, 4),
+                "degenerate": self.degenerate}
 
 
 def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
@@ -96,6 +105,7 @@ def summarize_method(outcomes: Sequence[TaskOutcome], multi: bool = False) -> di
         "degeneration_rate": rate(o.degenerate for o in outcomes),
         "malformed_rate": rate(o.malformed for o in outcomes),
         "steered_rate": rate(o.steered for o in outcomes),
+        "outcomes": [o.row() for o in outcomes],
     }
     if multi:
         summary["avg_steps"] = statistics.fmean(o.steps for o in outcomes) if outcomes else 0.0

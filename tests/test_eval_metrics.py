@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from evals.degeneration import is_degenerate, repeats_tokens
 from evals.report import ReportError, SCHEMA, render_markdown, validate_report, write_report
 from evals.stats import TaskOutcome, bootstrap_interval, summarize_method, wilson_interval
+from tools.registry import REVIEW
 
 
 def outcome(task_type: str, f: float, r: float, **kw) -> TaskOutcome:
@@ -99,6 +100,27 @@ def test_valid_report_passes_and_renders(tmp_path) -> None:
     assert "| zero-shot | 1.000 / 0.900 | 0.000 / 0.000 | 1.000 / 0.600 | 0.667 / 0.500 | 3 |" in text
 
 
+def test_report_shows_example_calls_beside_the_users_own() -> None:
+    """Five tasks per type, each with the user's real call and every method's call."""
+    def calls(name: str, text: str) -> list[TaskOutcome]:
+        return [TaskOutcome(f"t{i}", "u", "review", REVIEW if name else None, 1.0 if name else 0.0,
+                            0.5, arguments={"review": f"{text} {i}"} if name else None)
+                for i in range(7)]
+
+    report = sample_report()
+    single = report["tracks"]["single"]
+    single.update(tasks=7, methods={"zero-shot": summarize_method(calls("", "")),
+                                    "steer": summarize_method(calls(REVIEW, "mine"))})
+    single["ceiling"] = summarize_method(calls(REVIEW, "real"))
+    validate_report(report)
+    text = render_markdown(report)
+    assert "**Example calls: review**" in text and "**Example calls: search**" not in text
+    assert text.count("the user's own call") == 5  # five of the seven tasks
+    assert '- `t0`, the user\'s own call: `add_product_review` `{"review": "real 0"}`' in text
+    assert '  - steer [0.50]: `add_product_review` `{"review": "mine 0"}`' in text
+    assert "  - zero-shot [0.50]: (no call)" in text
+
+
 @pytest.mark.parametrize("breakage, message", [
     (lambda r: r["tracks"]["single"]["methods"]["zero-shot"]["overall"].update(function_acc=1.2),
      "outside"),
@@ -110,6 +132,9 @@ def test_valid_report_passes_and_renders(tmp_path) -> None:
     (lambda r: r.pop("users"), "missing top-level 'users'"),
     (lambda r: r["tracks"]["single"]["methods"]["zero-shot"].update(degeneration_rate=-0.1),
      "degeneration_rate"),
+    (lambda r: r["tracks"]["single"]["methods"]["zero-shot"]["outcomes"].pop(), "2 outcomes for n = 3"),
+    (lambda r: r["tracks"]["single"]["methods"]["zero-shot"]["outcomes"][1].update(function_acc=1.0),
+     "outcomes' F. Acc differs"),
 ])
 def test_broken_reports_are_rejected(tmp_path, breakage, message) -> None:
     report = copy.deepcopy(sample_report())

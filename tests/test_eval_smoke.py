@@ -45,7 +45,13 @@ def test_smoke_report_is_sound(smoke) -> None:
     ceiling = single["ceiling"]  # the gold calls, executed: the right tool every time
     assert ceiling["overall"]["n"] == single["tasks"] and ceiling["overall"]["function_acc"] == 1.0
     assert ceiling["per_type"].get("search", {"result_acc": 1.0})["result_acc"] > 0.5
-    assert "| gold call (ceiling) |" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert "| gold call (ceiling) |" in text
+    for summary in [*single["methods"].values(), ceiling]:  # per task: the call as written
+        assert [o["task_id"] for o in summary["outcomes"]] == [o["task_id"] for o in ceiling["outcomes"]]
+        assert all(o["arguments"] is not None for o in summary["outcomes"] if o["tool"])
+    first = ceiling["outcomes"][0]
+    assert f"**Example calls: {first['type']}**" in text and f"- `{first['task_id']}`, the user's own call" in text
     assert report["memory_build"]["interactions"] > 0
     for name in ("report.md", "single_turn.png"):
         assert (out / name).stat().st_size > 0
