@@ -317,14 +317,13 @@ class SteeredChatModel(BaseChatModel):
         steering: Sequence[SteeringVector | None] | SteeringVector | None = None,
         *,
         tools: Sequence[Any],
-        positions: Literal["all", "last"] = "all",
+        steering_positions: Positions | None = None,
     ) -> list[str]:
         """Each conversation's tool as greedy generation under the grammar names it, by
         the same decoding (`_run`) stopped as soon as the name is unique: the forced
         `{"name":"` is read with the prompt in one prefill and only the name tokens that
-        set it apart are generated. Steering, when given, acts on every position ("all",
-        as `steering_positions="all"` or `"context"` generation does until the name is
-        decided) or only where the name is decided ("last": as `"decision"` does)."""
+        set it apart are generated. Steering, when given, acts where `generate_batch`
+        with the same `steering_positions` acts until the name is decided."""
         if not conversations:
             return []
         loaded = self.get_loaded()
@@ -341,7 +340,7 @@ class SteeredChatModel(BaseChatModel):
         vectors = _row_vectors(steering, len(conversations), loaded)
         budget = len(FORCED_START) + max(len(n) for n in names) + 1  # a token is at least a character
         out = self._run(loaded, token_rows, vectors, _Choice(specs, False), template, budget, [],
-                        "all" if positions == "all" else "decision", until_named=True)
+                        steering_positions or self.steering_positions, until_named=True)
         texts = [loaded.tokenizer.decode(row, skip_special_tokens=True) for row in out.tokens]
         return [named_tool(text, names) or names[0] for text in texts]
 

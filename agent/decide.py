@@ -95,16 +95,15 @@ class Decider:
                steering: Sequence[SteeringDecision] | None = None) -> list[str | None]:
         """Decision-only: the tool each row's call would name, from one prefill per row
         under the same messages, grammar and steering as `decide` (the name is written
-        only as far as it is unique; `SteeredChatModel.choose_tools`, steered where the
-        method's positions steer until the name is decided)."""
+        only as far as it is unique; `SteeredChatModel.choose_tools`, steered at the
+        method's positions until the name is decided)."""
         if method.kind == "lookup":
             return [reply.tool_calls[0]["name"] if reply.tool_calls else None
                     for reply in (self.looked_up(row, tools) for row in rows)]
         conversations, chosen = self._prepared(method, rows, steering)
         vectors = [s.vector for s in chosen]
-        where = "last" if method.positions == "decision" else "all"
         return self.chat.choose_tools(conversations, vectors if any(v is not None for v in vectors) else None,
-                                      tools=list(tools), positions=where)
+                                      tools=list(tools), steering_positions=method.positions)
 
     def looked_up(self, row: Row, tools: Sequence[Any]) -> AIMessage:
         """`nearest-call`: the user's most similar past call (prompt memory's retrieval,

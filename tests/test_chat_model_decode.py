@@ -174,14 +174,14 @@ def test_decision_steering_acts_only_while_the_name_is_decided(monkeypatch):
     assert [read.count(place) for place in expected] == [2] * len(expected)  # steered once, then read again unsteered
 
 
-@pytest.mark.parametrize("positions,generation", [("all", "all"), ("last", "decision"), ("all", "context")])
-def test_choose_tools_names_what_generation_writes(positions, generation):
+@pytest.mark.parametrize("positions", ["all", "decision", "context", "prompt", "generated"])
+def test_choose_tools_names_what_generation_writes(positions):
     loaded = tiny_model("gemma3", "bpe", seed=5)
     chat = SteeredChatModel(loaded=loaded, max_string_length=6)
     vectors = [vector(loaded, 1), None, vector(loaded, 2), vector(loaded, 4)]
     conversations = [[HumanMessage(r)] for r in REQUESTS]
-    chosen = chat.choose_tools(conversations, vectors, tools=TOOLS, positions=positions)
+    chosen = chat.choose_tools(conversations, vectors, tools=TOOLS, steering_positions=positions)
     replies = chat.generate_batch(conversations, vectors, tools=TOOLS, tool_choice="any", max_new_tokens=60,
-                                  steering_positions=generation)
+                                  steering_positions=positions)
     assert chosen == [(r.tool_calls or r.invalid_tool_calls)[0]["name"] for r in replies]
     assert len(set(chosen)) > 1

@@ -90,7 +90,7 @@ def test_choose_tools_picks_what_greedy_generation_writes(real, decisions):
     conversations, specs, vectors = decisions
     seen = set()
     for sized in vectors.values():
-        chosen = real.choose_tools(conversations, sized, tools=specs, positions="all")
+        chosen = real.choose_tools(conversations, sized, tools=specs, steering_positions="all")
         written = real.generate_batch(conversations, sized, tools=specs, tool_choice="any",
                                       steering_positions="all", max_new_tokens=24)
         names = [(m.tool_calls or m.invalid_tool_calls)[0]["name"] or _name_in(m) for m in written]
@@ -103,13 +103,13 @@ def test_choose_tools_picks_what_greedy_generation_writes(real, decisions):
 def passes(real, decisions):
     """40 real steered decisions, each made twice: "decision" steering in one
     generation, and two passes (the tool picked with steering only where the name is
-    decided, `choose_tools` "last", then the call written unsteered for that tool)."""
+    decided, `choose_tools` under "decision", then the call written unsteered for that tool)."""
     conversations, specs, vectors = decisions
     one, two, picked = [], [], []
     for alpha in (0.3, 1.0):
         one += real.generate_batch(conversations, vectors[alpha], tools=specs, tool_choice="any",
                                    steering_positions="decision", max_new_tokens=48)
-        names = real.choose_tools(conversations, vectors[alpha], tools=specs, positions="last")
+        names = real.choose_tools(conversations, vectors[alpha], tools=specs, steering_positions="decision")
         two += [real.generate_batch([c], None, tools=specs, tool_choice=name, max_new_tokens=48)[0]
                 for c, name in zip(conversations, names)]
         picked += names
