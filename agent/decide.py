@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, ValidationError
 
 from agent.methods import Method
 from agent.prompt import as_written, format_tools
@@ -89,7 +90,7 @@ class Decider:
             conversations, steering=[s.vector for s in chosen],
             tools=list(tools), tool_choice=tool_choice, steering_positions=method.positions,
         )
-        return [(_one_action(reply), s) for reply, s in zip(replies, chosen)]
+        return [(as_tools_read(_one_action(reply), tools), s) for reply, s in zip(replies, chosen)]
 
     def choose(self, method: Method, rows: Sequence[Row], tools: Sequence[Any], *,
                steering: Sequence[SteeringDecision] | None = None) -> list[str | None]:
@@ -123,6 +124,25 @@ class Decider:
         """Each row's messages and steering (the given steering, else chosen here)."""
         chosen = list(steering) if steering is not None else self.steering(method, rows)
         return [self.conversation(method, row) for row in rows], chosen
+
+
+def as_tools_read(message: AIMessage, tools: Sequence[Any]) -> AIMessage:
+    """`message` with each call's arguments as its tool's own schema reads them (a
+    search query cleaned to what a person types: `smart_light_bulb` becomes `smart light
+    bulb`), so what is shown, recorded and scored is what runs. Tools without a pydantic
+    schema, and arguments it refuses (the tool then says why), are left as written."""
+    schemas = {getattr(t, "name", None): getattr(t, "args_schema", None) for t in tools}
+    calls = []
+    for call in message.tool_calls:
+        schema = schemas.get(call["name"])
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            try:
+                read = schema.model_validate(call["args"]).model_dump(include=set(call["args"]))
+                call = {**call, "args": {key: read.get(key, value) for key, value in call["args"].items()}}
+            except ValidationError:
+                pass
+        calls.append(call)
+    return message.model_copy(update={"tool_calls": calls}) if calls != message.tool_calls else message
 
 
 def _one_action(reply: Any) -> AIMessage:

@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agent.decide import Decider
+from agent.decide import Decider, as_tools_read
 from agent.graph import AgentDeps, build_graph
 from agent.methods import parse_method
 from common.embedding import load_embedder
@@ -273,3 +273,21 @@ def test_concurrent_episodes_keep_their_own_context(sample_http, model, store):
     # each recommending episode read the history once, as its own user at its own time
     wanted = sorted((list(asked)[i % 2], float(i)) for i in range(16) if i % 4 >= 2)
     assert sorted(histories) == wanted, histories
+
+
+def test_a_call_is_recorded_as_its_tool_reads_it() -> None:
+    """The search query the model wrote with underscores and a JSON key is the one the
+    shop's tool runs, cleaned; the message carries the cleaned one, other calls are
+    left as written, and arguments the schema refuses stay as they were."""
+    tools = make_shop_tools(object(), user_id="u")
+
+    def call(name: str, args: dict) -> AIMessage:
+        return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": "c1", "type": "tool_call"}])
+
+    read = as_tools_read(call("search_product_by_query", {"query": '"query": smart_light_bulb'}), tools)
+    assert read.tool_calls[0]["args"] == {"query": "smart light bulb"}
+    review = call("add_product_review", {"review": "I_like_it"})
+    assert as_tools_read(review, tools) is review
+    odd = call("search_product_by_query", {"query": 42})
+    assert as_tools_read(odd, tools).tool_calls[0]["args"] == {"query": 42}
+
