@@ -124,7 +124,8 @@ def measure(agent: Any, settings: Any, levels: Sequence[int], requests: int) -> 
     finally:
         service.close()
     report.update(
-        model=agent.loaded.model_id, method=agent.method.name, cpu_count=os.cpu_count(),
+        model=agent.loaded.model_id, linear_dtype=agent.loaded.linear_dtype,
+        method=agent.method.name, cpu_count=os.cpu_count(),
         settings=settings.model_dump(), memory_built_for_bench=built_memory,
         memory_entries=agent.store.count() if agent.store is not None else 0,
         measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

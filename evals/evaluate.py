@@ -221,7 +221,7 @@ def base_report(config: EvalConfig, agent: Any, dataset: Any, users: list[str]) 
         "command": " ".join(shlex.quote(a) for a in ["fints", *sys.argv[1:]])
         if Path(sys.argv[0]).name == "fints" else "",
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(), "linear_dtype": agent.loaded.linear_dtype},
         "model": agent.loaded.model_id,
         "data": str(dataset.root),
         "suite": config.suite,

@@ -48,9 +48,15 @@ def _random_vector(model: LoadedModel, sites: str, layer: int, seed: int) -> Ste
 
 
 def weight_bytes_per_step(model: torch.nn.Module) -> int:
-    """Bytes of parameters one decode step reads: each distinct tensor once (tied = one)."""
+    """Bytes of parameters one decode step reads: each distinct tensor once (a tied head
+    is the input embedding, read whole), an untied input embedding not at all (one row
+    per token is gathered from it)."""
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
     seen: dict[int, int] = {}
     for param in model.parameters():
+        if param is embedding and param is not head:
+            continue
         seen[param.data_ptr()] = param.numel() * param.element_size()
     return sum(seen.values())
 
@@ -126,6 +132,7 @@ def run_benchmark(model: LoadedModel, *, tokens: int = 32, repeats: int = 3, lay
     return {
         "model_id": model.model_id,
         "dtype": str(model.dtype).removeprefix("torch."),
+        "linear_dtype": model.linear_dtype,
         "tokens_per_generation": tokens,
         "prompt_tokens": prompt_tokens,
         "repeats": repeats,

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "gemma3-270m"
 DEFAULT_MODEL_ID = "google/gemma-3-270m:gguf-q4_k_m"
 CACHE_ENV = "FINTS_MODEL_CACHE"
+LINEAR_DTYPE_ENV = "FINTS_LINEAR_DTYPE"
 _CACHE_COMPLETE = "fints-cache.json"
 
 
@@ -45,6 +46,9 @@ class LoadedModel:
     model_id: str
     source: str
     load_seconds: float
+    # How the linear layers multiply on this device: "bfloat16" weights, "float32-tall-head"
+    # or "unchanged" (steering.linears); reports carry it, as decisions may differ by it
+    linear_dtype: str = "unchanged"
     # One forward at a time per model: steering hooks live on the shared modules for the
     # length of a request, so a concurrent unsteered call would otherwise see them.
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
@@ -64,7 +68,9 @@ class LoadedModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        """The residual stream's dtype (what steering vectors are added to); linear layers
+        may keep their weights in another (steering.linears)."""
+        return self.model.get_input_embeddings().weight.dtype
 
     @property
     def hidden_size(self) -> int:
@@ -99,12 +105,21 @@ def load_model(
     *,
     device: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    linear_dtype: str | None = None,
 ) -> LoadedModel:
     """Load a causal LM for steering, in eval mode with gradients off.
 
     `model` is None or "gemma3-270m" (the bundled default), a local GGUF file, a local
     Hugging Face model directory, or a hub name already in the local HF cache.
+    `linear_dtype` ("auto", "bfloat16", "float32"; default $FINTS_LINEAR_DTYPE, else
+    "auto") is how a CPU model's linear layers keep their weights: "auto" takes bfloat16
+    where the CPU multiplies it natively (steering.linears: twice the decode speed; the
+    residual stream stays float32), "float32" reproduces figures measured without it.
     """
+    from steering.linears import resolve_linear_dtype
+
+    linear_dtype = linear_dtype or os.environ.get(LINEAR_DTYPE_ENV) or "auto"
+    resolve_linear_dtype(linear_dtype)  # a bad name fails before the slow load
     started = time.perf_counter()
     name = str(model) if model is not None else DEFAULT_MODEL
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -135,12 +150,16 @@ def load_model(
         folder, model_id, source = _hub_snapshot(name), name, name
     with quiet_loading():
         loaded_model, tokenizer = _from_pretrained(folder, pick_device(device))
+    from steering.linears import use_cpu_linears
+
+    linears = use_cpu_linears(loaded_model, linear_dtype)
     return LoadedModel(
         model=loaded_model,
         tokenizer=tokenizer,
         model_id=model_id,
         source=source,
         load_seconds=round(time.perf_counter() - started, 3),
+        linear_dtype=linears,
     )
 
 
@@ -148,13 +167,10 @@ def _from_pretrained(folder: Path, device: str) -> tuple[PreTrainedModel, PreTra
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from steering.head import use_tall_head
-
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=dtype)
     model.to(device).eval().requires_grad_(False)
-    use_tall_head(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

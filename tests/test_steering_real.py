@@ -24,7 +24,7 @@ from steering import (
     site_map_of,
     steer,
 )
-from steering.head import TallHead
+from steering.linears import BFloat16Linear, TallHead, native_bfloat16
 from tools.registry import TOOL_FOR_TYPE
 
 TOOLS = list(TOOL_FOR_TYPE.values())  # search, recommend, review
@@ -61,7 +61,10 @@ def test_default_model_loads_from_its_cache_with_gemma_sites(model):
     assert model.model_id.startswith("google/gemma-3-270m")
     assert (model.hidden_size, model.num_layers) == (640, 18)
     assert "safetensors" in model.source and model.load_seconds > 0
-    assert isinstance(model.model.get_output_embeddings(), TallHead)
+    head = model.model.get_output_embeddings()
+    assert model.linear_dtype == ("bfloat16" if native_bfloat16() else "float32-tall-head")
+    assert isinstance(head, BFloat16Linear if native_bfloat16() else TallHead)
+    assert model.dtype == torch.float32  # the residual stream steering adds to
     layer = model.model.model.layers[4]
     sites = site_map_of(model)
     assert sites.module(SiteKey("attn", 4)) is layer.post_attention_layernorm

@@ -57,6 +57,17 @@ def real():
 
 
 @pytest.fixture(scope="module")
+def exact():
+    """The real model with float32 linear layers (steering.linears): its rows do not
+    depend on what else is in the batch beyond float rounding, which the bfloat16 weights
+    `load_model` takes on CPUs that multiply them natively do not promise."""
+    from agent.chat_model import SteeredChatModel
+    from steering import load_model
+
+    return SteeredChatModel(loaded=load_model(linear_dtype="float32"))
+
+
+@pytest.fixture(scope="module")
 def decisions(real, tmp_path_factory):
     """20 real requests, the shop's single-turn tools, and a real vector (towards
     recommendations, away from a review) at two strengths, None: unsteered."""
@@ -99,18 +110,33 @@ def test_choose_tools_picks_what_greedy_generation_writes(real, decisions):
     assert len(seen) >= 2  # steering changed some decisions: the comparison is not trivial
 
 
+@pytest.mark.slow
+def test_bfloat16_weights_decide_as_float32_weights(real, exact, decisions):
+    """The same 60 decisions with the linear layers in float32 (steering.linears): the
+    bfloat16 weights `load_model` takes on CPUs that multiply them natively change no tool."""
+    if real.get_loaded().linear_dtype != "bfloat16":
+        pytest.skip("this CPU has no native bfloat16: both runs would be float32")
+    conversations, specs, vectors = decisions
+    for sized in vectors.values():
+        assert (real.choose_tools(conversations, sized, tools=specs, steering_positions="all")
+                == exact.choose_tools(conversations, sized, tools=specs, steering_positions="all"))
+
+
 @pytest.fixture(scope="module")
-def passes(real, decisions):
+def passes(exact, decisions):
     """40 real steered decisions, each made twice: "decision" steering in one
     generation, and two passes (the tool picked with steering only where the name is
-    decided, `choose_tools` under "decision", then the call written unsteered for that tool)."""
+    decided, `choose_tools` under "decision", then the call written unsteered for that tool).
+    Float32 weights: one pass writes 20 rows in a batch, the second pass one row at a
+    time, and with bfloat16 inputs to every product a near tie between two argument tokens
+    (1 of these 40 calls) can fall either way with the batch's shape."""
     conversations, specs, vectors = decisions
     one, two, picked = [], [], []
     for alpha in (0.3, 1.0):
-        one += real.generate_batch(conversations, vectors[alpha], tools=specs, tool_choice="any",
-                                   steering_positions="decision", max_new_tokens=48)
-        names = real.choose_tools(conversations, vectors[alpha], tools=specs, steering_positions="decision")
-        two += [real.generate_batch([c], None, tools=specs, tool_choice=name, max_new_tokens=48)[0]
+        one += exact.generate_batch(conversations, vectors[alpha], tools=specs, tool_choice="any",
+                                    steering_positions="decision", max_new_tokens=48)
+        names = exact.choose_tools(conversations, vectors[alpha], tools=specs, steering_positions="decision")
+        two += [exact.generate_batch([c], None, tools=specs, tool_choice=name, max_new_tokens=48)[0]
                 for c, name in zip(conversations, names)]
         picked += names
     return _calls(one), _calls(two), picked

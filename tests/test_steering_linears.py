@@ -1,0 +1,130 @@
+"""CPU linear layers (steering.linears): the tall float32 head, and bfloat16 weights with
+a float32 residual stream."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from steering import SteeringVector, steer
+from steering.bench import weight_bytes_per_step
+from steering.linears import (
+    MAX_TALL_ROWS,
+    BFloat16Linear,
+    TallHead,
+    resolve_linear_dtype,
+    use_cpu_linears,
+)
+from steering.sites import site_keys
+from tests.helpers.tiny_models import FAMILIES, tiny_model
+
+
+@pytest.mark.parametrize("rows", [1, 4, MAX_TALL_ROWS + 1])
+def test_tall_head_gives_the_linear_logits(rows):
+    torch.manual_seed(0)
+    linear = nn.Linear(32, 300, bias=True)
+    tall = nn.Linear(32, 300, bias=True)
+    tall.load_state_dict(linear.state_dict())
+    tall.__class__ = TallHead
+    x = torch.randn(rows, 1, 32)
+    assert torch.allclose(tall(x), linear(x), atol=1e-5)
+    assert tall(x).shape == (rows, 1, 300)
+
+
+def _greedy(model, ids):
+    return model.generate(input_ids=ids, max_new_tokens=8, do_sample=False, pad_token_id=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_float32_switches_only_the_head_and_keeps_the_output(family):
+    model = tiny_model(family).model
+    ids = torch.randint(4, 300, (3, 12))
+    with torch.no_grad():
+        before, plain = model(input_ids=ids).logits, _greedy(model, ids)
+        tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+        keys = set(model.state_dict())
+        assert use_cpu_linears(model, "float32") == "float32-tall-head"
+        head = model.get_output_embeddings()
+        assert isinstance(head, TallHead)
+        assert (head.weight is model.get_input_embeddings().weight) == tied
+        assert set(model.state_dict()) == keys
+        assert torch.allclose(model(input_ids=ids).logits, before, atol=1e-5)
+        assert torch.equal(_greedy(model, ids), plain)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bfloat16_weights_keep_a_float32_stream_and_close_logits(family):
+    loaded = tiny_model(family)
+    model = loaded.model
+    ids = torch.randint(4, 300, (3, 12))
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        embedding = model.get_input_embeddings().weight.clone()
+        assert use_cpu_linears(model, "bfloat16") == "bfloat16"
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        assert linears and all(type(m) is BFloat16Linear and m.weight.dtype == torch.bfloat16
+                               for m in linears)
+        # the embedding is untouched (the head got its own bfloat16 copy)
+        assert model.get_input_embeddings().weight.dtype == torch.float32
+        assert torch.equal(model.get_input_embeddings().weight, embedding)
+        assert loaded.dtype == torch.float32
+        after = model(input_ids=ids).logits
+        assert after.dtype == torch.float32
+        # bfloat16 keeps 8 bits of mantissa: logits move by a small share of their spread
+        assert (after - before).abs().max() < 0.05 * before.abs().max()
+        assert (after - before).abs().max() > 0  # the weights really are rounded
+        # a strided 3-D input (the last position of a prefill) gives the contiguous rows' values
+        head = model.get_output_embeddings()
+        hidden = torch.randn(2, 5, head.in_features)
+        assert torch.equal(head(hidden[:, -1:, :]), head(hidden[:, -1:, :].contiguous()))
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_steering_acts_the_same_through_bfloat16_layers(family):
+    """Attention sites hook the output projection on llama-like models: after the switch
+    the hook sits on the bfloat16 layer and adds the same float32 vector."""
+    loaded = tiny_model(family)
+    ids = torch.randint(4, 300, (2, 10))
+    torch.manual_seed(1)
+    tensors = {str(k): torch.randn(loaded.hidden_size) for k in site_keys("attn+mlp", [0, 1])}
+    vector = SteeringVector(tensors, loaded.model_id, loaded.hidden_size)
+    shifts = []
+    for dtype in ("float32", "bfloat16"):
+        use_cpu_linears(loaded.model, dtype)
+        with torch.no_grad():
+            plain = loaded.model(input_ids=ids).logits
+            with steer(loaded, vector):
+                steered = loaded.model(input_ids=ids).logits
+        shifts.append((steered - plain).flatten())
+    assert shifts[0].abs().max() > 0.1
+    assert torch.cosine_similarity(shifts[0], shifts[1], dim=0) > 0.99
+
+
+def test_bytes_per_step_count_the_bfloat16_head_not_an_untied_embedding():
+    model = tiny_model("gemma3").model
+    use_cpu_linears(model, "bfloat16")
+    embedding = model.get_input_embeddings().weight
+    expected = sum(p.numel() * p.element_size() for p in model.parameters() if p is not embedding)
+    assert weight_bytes_per_step(model) == expected
+    assert model.get_output_embeddings().weight.element_size() == 2
+
+
+def test_other_heads_are_left_alone():
+    class Custom(nn.Linear):
+        pass
+
+    holder = nn.Module()
+    holder.head = Custom(4, 8)
+    holder.get_output_embeddings = lambda: holder.head
+    assert use_cpu_linears(holder, "bfloat16") == "unchanged"
+    assert type(holder.head) is Custom
+
+
+def test_a_linear_dtype_that_is_not_allowed_is_refused_before_loading():
+    with pytest.raises(ValueError, match="auto, bfloat16, float32.*'fp16'"):
+        resolve_linear_dtype("fp16")
+    from steering import load_model
+
+    with pytest.raises(ValueError, match="FINTS_LINEAR_DTYPE"):
+        load_model("/nonexistent/model", linear_dtype="half")
