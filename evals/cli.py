@@ -28,6 +28,9 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
                           help="which track(s) (default: the suite's; none: experiments only)")
     evaluate.add_argument("--suite", choices=("smoke", "full"), default="smoke")
     evaluate.add_argument("--tasks-per-user", type=int, help="cap on test tasks per user")
+    evaluate.add_argument("--multi-users", type=int,
+                          help="users on the multi-turn track, the first of those evaluated "
+                               "(default: the suite's: smoke 2, full 6)")
     evaluate.add_argument("--experiments", help="comma list among sparse, clusters, online, "
                                                 "sweep, stages, arguments (default: the suite's; '' for none)")
     evaluate.add_argument("--sweep", action="store_true",
@@ -74,8 +77,8 @@ def _eval(args: argparse.Namespace) -> int:
         methods=[m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None,
         users=args.users, model=args.model, store=args.store,
         track=args.track or ("single" if args.sweep else None),
-        tasks_per_user=args.tasks_per_user, experiments=experiments,
-        progress=not args.no_progress,
+        tasks_per_user=args.tasks_per_user, multi_users=args.multi_users,
+        experiments=experiments, progress=not args.no_progress,
     )
     try:
         report = run_eval(config)

@@ -50,6 +50,7 @@ class EvalConfig:
     store: str | None = None
     track: str | None = None  # single | multi | both
     tasks_per_user: int | None = None
+    multi_users: int | None = None  # users (of the evaluated ones) on the multi-turn track
     experiments: Sequence[str] | None = None
     progress: bool = True
 
@@ -109,6 +110,10 @@ def run_eval(config: EvalConfig) -> dict:
     if unknown:
         raise EvalInputError(f"unknown experiment(s) {', '.join(unknown)}; allowed: "
                              f"{', '.join(EXPERIMENTS)}")
+    for flag, value in (("--tasks-per-user", config.tasks_per_user),
+                        ("--multi-users", config.multi_users)):
+        if value is not None and value < 1:
+            raise EvalInputError(f"{flag} must be at least 1, got {value}")
     dataset = load_data(config.data)
     if config.tasks_file:
         tasks = load_task_file(config.tasks_file, dataset)
@@ -154,7 +159,7 @@ def run_eval(config: EvalConfig) -> dict:
             timing["memory_build"] = time.perf_counter() - mark
         for track in tracks:
             mark = time.perf_counter()
-            track_tasks = tasks if track == "single" else multi_tasks(tasks, suite.multi_users)
+            track_tasks = tasks if track == "single" else multi_tasks(tasks, config.multi_users or suite.multi_users)
             report["tracks"][track] = run_track(ctx, track, track_tasks, by_track[track])
             timing[f"track_{track}"] = time.perf_counter() - mark
             _save_part(ctx, report, f"track_{track}", started)

@@ -96,3 +96,20 @@ def test_missing_data_dir(tmp_path) -> None:
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "fints shop generate" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("flag", ["--tasks-per-user", "--multi-users"])
+def test_counts_below_one_are_refused_before_anything_runs(dataset, tmp_path, flag) -> None:
+    result = fints("eval", "--data", str(dataset.root), "--out", str(tmp_path / "o"), flag, "0")
+    assert result.returncode == 2
+    assert f"{flag} must be at least 1, got 0" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_multi_turn_track_takes_the_first_users_asked_for(dataset) -> None:
+    from evals.evaluate import multi_tasks
+
+    tasks = tasks_of(dataset, select_users(dataset, 3), 2)
+    users = list(dict.fromkeys(t.user_id for t in tasks))
+    assert {t.user_id for t in multi_tasks(tasks, 2)} == set(users[:2])
+    assert multi_tasks(tasks, 10) == tasks
