@@ -124,7 +124,7 @@ def measure(agent: Any, settings: Any, levels: Sequence[int], requests: int) -> 
     finally:
         service.close()
     report.update(
-        model=agent.loaded.model_id, linear_dtype=agent.loaded.linear_dtype,
+        model=agent.loaded.model_id, linear_form=agent.loaded.linear_form,
         method=agent.method.name, cpu_count=os.cpu_count(),
         settings=settings.model_dump(), memory_built_for_bench=built_memory,
         memory_entries=agent.store.count() if agent.store is not None else 0,

@@ -60,12 +60,12 @@ def run_bench(out: str | Path, data: str | Path | None = None, model: str | None
                     written[method.name].append({"tool": (decision.call or {}).get("name"),
                                                  "text": decision.raw})
                     steered += bool(method.steers and decision.steering.get("applied"))
-            model_id, linear_dtype = agent.loaded.model_id, agent.loaded.linear_dtype
+            model_id, linear_form = agent.loaded.model_id, agent.loaded.linear_form
     medians = {name: statistics.median(values) for name, values in latencies.items()}
     zero, prompt, steer, default = (medians[n] for n in BENCH_METHODS)
     result: dict[str, Any] = {
         "model": model_id,
-        "linear_dtype": linear_dtype,
+        "linear_form": linear_form,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rounds": rounds,
         "batch_size": 1,

@@ -29,8 +29,8 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     evaluate.add_argument("--suite", choices=("smoke", "full"), default="smoke")
     evaluate.add_argument("--tasks-per-user", type=int, help="cap on test tasks per user")
     evaluate.add_argument("--multi-users", type=int,
-                          help="users on the multi-turn track, the first of those evaluated "
-                               "(default: the suite's: smoke 2, full 6)")
+                          help="users on the multi-turn track (--track multi or both, or the "
+                               "full suite), the first of those evaluated (default: full 6)")
     evaluate.add_argument("--experiments", help="comma list among sparse, clusters, online, "
                                                 "sweep, stages, arguments (default: the suite's; '' for none)")
     evaluate.add_argument("--sweep", action="store_true",

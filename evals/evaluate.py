@@ -102,7 +102,14 @@ def run_eval(config: EvalConfig) -> dict:
     suite = SUITES[config.suite]
     names = check_methods(config.methods or suite.methods or method_names())
     multi_names = check_methods(config.methods or suite.multi_methods or names)
+    for flag, value in (("--tasks-per-user", config.tasks_per_user),
+                        ("--multi-users", config.multi_users)):
+        if value is not None and value < 1:
+            raise EvalInputError(f"{flag} must be at least 1, got {value}")
     tracks = tracks_for(config.track, suite)
+    if config.multi_users is not None and "multi" not in tracks:
+        raise EvalInputError(f"--multi-users needs the multi-turn track (--track multi or both); "
+                             f"this run's tracks: {', '.join(tracks) or 'none'}")
     experiments = suite.experiments if config.experiments is None else tuple(config.experiments)
     from evals.experiments import EXPERIMENTS
 
@@ -110,10 +117,6 @@ def run_eval(config: EvalConfig) -> dict:
     if unknown:
         raise EvalInputError(f"unknown experiment(s) {', '.join(unknown)}; allowed: "
                              f"{', '.join(EXPERIMENTS)}")
-    for flag, value in (("--tasks-per-user", config.tasks_per_user),
-                        ("--multi-users", config.multi_users)):
-        if value is not None and value < 1:
-            raise EvalInputError(f"{flag} must be at least 1, got {value}")
     dataset = load_data(config.data)
     if config.tasks_file:
         tasks = load_task_file(config.tasks_file, dataset)
@@ -195,9 +198,9 @@ def _save_part(ctx: EvalContext, report: dict, part: str, started: float) -> Non
     write_report(report, ctx.out)
 
 
-def multi_tasks(tasks: Sequence[Any], users: int) -> list[Any]:
-    """The multi-turn track runs the first `users` users' tasks (it is ~steps x slower)."""
-    chosen = list(dict.fromkeys(t.user_id for t in tasks))[:users]
+def multi_tasks(tasks: Sequence[Any], user_count: int) -> list[Any]:
+    """The multi-turn track runs the first `user_count` users' tasks (it is ~steps x slower)."""
+    chosen = list(dict.fromkeys(t.user_id for t in tasks))[:user_count]
     return [t for t in tasks if t.user_id in set(chosen)]
 
 
@@ -226,12 +229,14 @@ def base_report(config: EvalConfig, agent: Any, dataset: Any, users: list[str]) 
         "command": " ".join(shlex.quote(a) for a in ["fints", *sys.argv[1:]])
         if Path(sys.argv[0]).name == "fints" else "",
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "linear_dtype": agent.loaded.linear_dtype},
+                    "python": platform.python_version(), "linear_form": agent.loaded.linear_form},
         "model": agent.loaded.model_id,
         "data": str(dataset.root),
         "suite": config.suite,
         "tasks_file": str(config.tasks_file) if config.tasks_file else None,
         "users": users,
+        "tasks_per_user": config.tasks_per_user or SUITES[config.suite].tasks_per_user,
+        "multi_users": config.multi_users or SUITES[config.suite].multi_users,
         "tracks": {},
         "experiments": {},
     }

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from steering.hooks import hidden_of, hooked, replace_hidden
-from steering.model import LoadedModel
+from steering.model import LoadedModel, residual_dtype
 from steering.sites import SiteKey, SiteMap, site_map_of
 from steering.vectors import SteeringVector, VectorError
 
@@ -76,7 +76,7 @@ def steer(
         batch_size=None if rows is None else len(rows),
         prompt_length=prompt_length,
     )
-    deltas = _deltas(rows, sites, param.device, param.dtype) if rows else {}
+    deltas = _deltas(rows, sites, param.device, residual_dtype(module)) if rows else {}
     rows_count = len(rows) if rows else 0
     if not deltas:
         yield run

@@ -52,7 +52,8 @@ def weight_bytes_per_step(model: torch.nn.Module) -> int:
     is the input embedding, read whole), an untied input embedding not at all (one row
     per token is gathered from it)."""
     embedding = model.get_input_embeddings().weight
-    head = model.get_output_embeddings().weight
+    output = model.get_output_embeddings()
+    head = output.weight if output is not None else None
     seen: dict[int, int] = {}
     for param in model.parameters():
         if param is embedding and param is not head:
@@ -132,7 +133,7 @@ def run_benchmark(model: LoadedModel, *, tokens: int = 32, repeats: int = 3, lay
     return {
         "model_id": model.model_id,
         "dtype": str(model.dtype).removeprefix("torch."),
-        "linear_dtype": model.linear_dtype,
+        "linear_form": model.linear_form,
         "tokens_per_generation": tokens,
         "prompt_tokens": prompt_tokens,
         "repeats": repeats,

@@ -56,7 +56,7 @@ def _info(args: argparse.Namespace) -> int:
                 "sites": list(SITE_CHOICES),
                 "site_modules": {"attn": sites.family.attn, "mlp": sites.family.mlp},
                 "dtype": str(loaded.dtype).removeprefix("torch."),
-                "linear_dtype": loaded.linear_dtype,
+                "linear_form": loaded.linear_form,
                 "device": str(loaded.device),
                 "source": loaded.source,
                 "load_seconds": loaded.load_seconds,

@@ -4,27 +4,35 @@ A decode step of a small model is a chain of matrix-vector products: it reads ev
 weight once, so on a CPU its time is the time to stream the weights from memory. On
 Gemma 3 270M the output head alone (262,144 x 640) is 63% of those bytes.
 
-Where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), every linear layer keeps
+Where the CPU has bfloat16 instructions (AVX512-BF16 or AMX), every linear layer keeps
 its weights in bfloat16: half the bytes per step, and oneDNN's kernels handle 1-64 rows
-well. The residual stream, the norms, attention, the KV cache and the steering vectors
-stay float32: only each product's input is rounded to bfloat16, and its result is
-float32 again. Measured on the bundled model, two cores: a decode step 96 -> 46 ms, the
-head alone 56 -> 20 ms (one row) and 129 -> 27 ms (two rows).
+well. The residual stream, the norms, attention, the KV cache, biases and the steering
+vectors stay float32. Each product takes its input rounded to bfloat16 and returns a
+bfloat16 result (CPU torch has no float32-output bfloat16 product) that is cast back to
+float32: projections and logits carry bfloat16 rounding, which decides near ties
+differently from float32 weights, and differently between batch shapes (oneDNN
+accumulates in another order for another row count). Measured on the bundled model, two
+cores: a decode step 96 -> 46 ms, the head alone 56 -> 20 ms (one row) and 129 -> 27 ms
+(two rows). A CPU that only emulates bfloat16 (AVX512 without BF16) would be slower, so
+there the float32 form stays.
 
-Elsewhere only the output head changes, to `TallHead`: MKL's float32 `x @ W.T` handles
-2-8 rows far worse than one (a 4-row decode step 0.43 s against 0.18 s for one row),
-while `W @ x.T` streams the matrix once for all rows (0.21 s for four).
+The float32 form changes only the output head, to `TallHead`: MKL's float32 `x @ W.T`
+handles 2-8 rows far worse than one (a 4-row decode step 0.43 s against 0.18 s for one
+row), while `W @ x.T` streams the matrix once for all rows (0.21 s for four).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import platform
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 LINEAR_DTYPES = ("auto", "bfloat16", "float32")
+# What `use_cpu_linears` did, as `LoadedModel.linear_form` and reports record it.
+LinearForm = Literal["bfloat16", "float32-tall-head", "unchanged"]
 # Above this many rows (a prefill that keeps every position's logits) the usual
 # product is as fast, so the tall head falls back to it.
 MAX_TALL_ROWS = 64
@@ -44,41 +52,53 @@ class TallHead(nn.Linear):
 
 
 class BFloat16Linear(nn.Linear):
-    """An `nn.Linear` with bfloat16 weights that takes and returns its input's dtype."""
+    """An `nn.Linear` with bfloat16 weights (and its input's dtype for the bias) that
+    takes and returns its input's dtype."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        # 2-D and contiguous: a strided 3-D input (the last position of a prefill) would
-        # send F.linear to a batched product that copies the whole weight first
+        # a 2-D product: a 3-D strided input (the last position of a prefill) would send
+        # F.linear to a batched product that first copies the whole weight (0.7 s a
+        # prefill instead of 0.1 s on the bundled model)
         flat = input.reshape(-1, self.in_features).to(self.weight.dtype)
-        out = F.linear(flat, self.weight, self.bias)
-        return out.to(input.dtype).reshape(*input.shape[:-1], self.out_features)
+        out = F.linear(flat, self.weight).to(input.dtype)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*input.shape[:-1], self.out_features)
 
 
 def native_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (else bf16 weights are slower)."""
+    """Whether this CPU has bfloat16 instructions. oneDNN's own check also says yes for
+    AVX512 without BF16, where bfloat16 products are emulated and slower than float32."""
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        cpu = torch.cpu
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(cpu, name, lambda: False)() for name in checks)
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def resolve_linear_dtype(linear_dtype: str) -> str:
-    """"auto" as what this CPU does best; a clear error for a name that is not allowed."""
+def resolve_linear_dtype(linear_dtype: str, source: str = "linear_dtype") -> str:
+    """`linear_dtype` with "auto" made what this CPU does best; `source` names where the
+    value came from in the error for a value that is not allowed."""
     if linear_dtype not in LINEAR_DTYPES:
-        raise ValueError(f"linear_dtype (load_model's argument or $FINTS_LINEAR_DTYPE) must be "
-                         f"one of {', '.join(LINEAR_DTYPES)}, got {linear_dtype!r}")
+        raise ValueError(f"{source} must be one of {', '.join(LINEAR_DTYPES)}, got {linear_dtype!r}")
     if linear_dtype == "auto":
         return "bfloat16" if native_bfloat16() else "float32"
     return linear_dtype
 
 
-def use_cpu_linears(model: Any, linear_dtype: str) -> str:
-    """Switch a CPU float32 model's linear layers in place; returns what it did.
+def use_cpu_linears(model: nn.Module, linear_dtype: str) -> LinearForm:
+    """Switch a freshly loaded CPU float32 model's linear layers in place; returns the form.
 
-    "bfloat16": every plain `nn.Linear` (the head included, given its own bfloat16 copy
-    so the input embedding stays float32) becomes `BFloat16Linear`. "float32": only the
-    head becomes `TallHead`. Other devices and dtypes, and layer types other than
-    `nn.Linear`, are left alone ("unchanged").
+    "bfloat16": every plain `nn.Linear` becomes `BFloat16Linear`. The head gets its own
+    bfloat16 copy (about +335 MB on Gemma 3 270M, the float32 input embedding stays),
+    so a tied head is untied: `model.tie_weights()` afterwards would tie it back to the
+    float32 embedding (still correct, float32 speed). "float32": only the head becomes
+    `TallHead`. Other devices and dtypes, a model already switched, and layer types
+    other than `nn.Linear` are left alone ("unchanged").
     """
     head = model.get_output_embeddings()
-    if type(head) is not nn.Linear or head.weight.device.type != "cpu" or head.weight.dtype != torch.float32:
+    if (type(head) is not nn.Linear or head.weight.device.type != "cpu"
+            or head.weight.dtype != torch.float32):
         return "unchanged"
     if resolve_linear_dtype(linear_dtype) == "float32":
         head.__class__ = TallHead
@@ -86,7 +106,5 @@ def use_cpu_linears(model: Any, linear_dtype: str) -> str:
     for module in list(model.modules()):
         if type(module) is nn.Linear:
             module.weight = nn.Parameter(module.weight.detach().to(torch.bfloat16), requires_grad=False)
-            if module.bias is not None:
-                module.bias = nn.Parameter(module.bias.detach().to(torch.bfloat16), requires_grad=False)
             module.__class__ = BFloat16Linear
     return "bfloat16"

@@ -46,9 +46,9 @@ class LoadedModel:
     model_id: str
     source: str
     load_seconds: float
-    # How the linear layers multiply on this device: "bfloat16" weights, "float32-tall-head"
-    # or "unchanged" (steering.linears); reports carry it, as decisions may differ by it
-    linear_dtype: str = "unchanged"
+    # How the linear layers multiply: "bfloat16" weights, "float32-tall-head" or
+    # "unchanged" (steering.linears); reports carry it, as near ties may fall by it
+    linear_form: str = "unchanged"
     # One forward at a time per model: steering hooks live on the shared modules for the
     # length of a request, so a concurrent unsteered call would otherwise see them.
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
@@ -68,9 +68,7 @@ class LoadedModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        """The residual stream's dtype (what steering vectors are added to); linear layers
-        may keep their weights in another (steering.linears)."""
-        return self.model.get_input_embeddings().weight.dtype
+        return residual_dtype(self.model)
 
     @property
     def hidden_size(self) -> int:
@@ -81,6 +79,12 @@ class LoadedModel:
     def num_layers(self) -> int:
         config = self.model.config.get_text_config()
         return int(getattr(config, "num_hidden_layers", None) or config.n_layer)
+
+
+def residual_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of the residual stream, what steering vectors are added to: the input
+    embedding's. Linear layers may keep their weights in another (steering.linears)."""
+    return model.get_input_embeddings().weight.dtype
 
 
 def default_cache_dir() -> Path:
@@ -116,10 +120,12 @@ def load_model(
     where the CPU multiplies it natively (steering.linears: twice the decode speed; the
     residual stream stays float32), "float32" reproduces figures measured without it.
     """
-    from steering.linears import resolve_linear_dtype
+    from steering.linears import resolve_linear_dtype, use_cpu_linears
 
-    linear_dtype = linear_dtype or os.environ.get(LINEAR_DTYPE_ENV) or "auto"
-    resolve_linear_dtype(linear_dtype)  # a bad name fails before the slow load
+    source = "linear_dtype"
+    if linear_dtype is None:
+        linear_dtype, source = os.environ.get(LINEAR_DTYPE_ENV) or "auto", f"${LINEAR_DTYPE_ENV}"
+    resolve_linear_dtype(linear_dtype, source)  # a bad value fails before the slow load
     started = time.perf_counter()
     name = str(model) if model is not None else DEFAULT_MODEL
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -150,16 +156,14 @@ def load_model(
         folder, model_id, source = _hub_snapshot(name), name, name
     with quiet_loading():
         loaded_model, tokenizer = _from_pretrained(folder, pick_device(device))
-    from steering.linears import use_cpu_linears
-
-    linears = use_cpu_linears(loaded_model, linear_dtype)
+    form = use_cpu_linears(loaded_model, linear_dtype)
     return LoadedModel(
         model=loaded_model,
         tokenizer=tokenizer,
         model_id=model_id,
         source=source,
         load_seconds=round(time.perf_counter() - started, 3),
-        linear_dtype=linears,
+        linear_form=form,
     )
 
 

@@ -106,6 +106,17 @@ def test_counts_below_one_are_refused_before_anything_runs(dataset, tmp_path, fl
     assert not (tmp_path / "o").exists()
 
 
+def test_multi_users_without_the_multi_turn_track_is_refused(dataset, tmp_path) -> None:
+    """The smoke suite runs the single-turn track only: a multi-turn count would be
+    silently ignored."""
+    result = fints("eval", "--data", str(dataset.root), "--out", str(tmp_path / "o"),
+                   "--multi-users", "3")
+    assert result.returncode == 2
+    assert "--multi-users needs the multi-turn track" in result.stderr
+    assert "this run's tracks: single" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_multi_turn_track_takes_the_first_users_asked_for(dataset) -> None:
     from evals.evaluate import multi_tasks
 

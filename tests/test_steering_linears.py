@@ -84,30 +84,47 @@ def test_bfloat16_weights_keep_a_float32_stream_and_close_logits(family):
 def test_steering_acts_the_same_through_bfloat16_layers(family):
     """Attention sites hook the output projection on llama-like models: after the switch
     the hook sits on the bfloat16 layer and adds the same float32 vector."""
-    loaded = tiny_model(family)
     ids = torch.randint(4, 300, (2, 10))
-    torch.manual_seed(1)
-    tensors = {str(k): torch.randn(loaded.hidden_size) for k in site_keys("attn+mlp", [0, 1])}
-    vector = SteeringVector(tensors, loaded.model_id, loaded.hidden_size)
     shifts = []
-    for dtype in ("float32", "bfloat16"):
-        use_cpu_linears(loaded.model, dtype)
+    for dtype, form in (("float32", "float32-tall-head"), ("bfloat16", "bfloat16")):
+        loaded = tiny_model(family)  # the same seed: the same weights before the switch
+        assert use_cpu_linears(loaded.model, dtype) == form
+        torch.manual_seed(1)
+        tensors = {str(k): torch.randn(loaded.hidden_size) for k in site_keys("attn+mlp", [0, 1])}
+        vector = SteeringVector(tensors, loaded.model_id, loaded.hidden_size)
         with torch.no_grad():
             plain = loaded.model(input_ids=ids).logits
             with steer(loaded, vector):
                 steered = loaded.model(input_ids=ids).logits
         shifts.append((steered - plain).flatten())
     assert shifts[0].abs().max() > 0.1
+    assert not torch.equal(shifts[0], shifts[1])  # the second run really was bfloat16
     assert torch.cosine_similarity(shifts[0], shifts[1], dim=0) > 0.99
+
+
+def test_biases_stay_float32():
+    model = tiny_model("qwen2").model  # q, k and v projections have biases
+    use_cpu_linears(model, "bfloat16")
+    biased = [m for m in model.modules() if isinstance(m, BFloat16Linear) and m.bias is not None]
+    assert biased and all(m.bias.dtype == torch.float32 for m in biased)
+
+
+def test_a_switched_model_is_left_alone():
+    model = tiny_model("llama").model
+    assert use_cpu_linears(model, "bfloat16") == "bfloat16"
+    assert use_cpu_linears(model, "float32") == "unchanged"
+    assert type(model.get_output_embeddings()) is BFloat16Linear
 
 
 def test_bytes_per_step_count_the_bfloat16_head_not_an_untied_embedding():
     model = tiny_model("gemma3").model
     use_cpu_linears(model, "bfloat16")
-    embedding = model.get_input_embeddings().weight
-    expected = sum(p.numel() * p.element_size() for p in model.parameters() if p is not embedding)
-    assert weight_bytes_per_step(model) == expected
-    assert model.get_output_embeddings().weight.element_size() == 2
+    decoder = model.model
+    layers = sum(p.numel() * p.element_size() for p in decoder.layers.parameters())
+    norm = sum(p.numel() * p.element_size() for p in decoder.norm.parameters())
+    head = model.get_output_embeddings().weight
+    assert head.element_size() == 2
+    assert weight_bytes_per_step(model) == layers + norm + head.numel() * 2
 
 
 def test_other_heads_are_left_alone():
@@ -121,10 +138,16 @@ def test_other_heads_are_left_alone():
     assert type(holder.head) is Custom
 
 
-def test_a_linear_dtype_that_is_not_allowed_is_refused_before_loading():
+def test_a_linear_dtype_that_is_not_allowed_is_refused_before_loading(monkeypatch):
+    from steering import load_model
+    from steering.model import ModelNotFoundError
+
     with pytest.raises(ValueError, match="auto, bfloat16, float32.*'fp16'"):
         resolve_linear_dtype("fp16")
-    from steering import load_model
-
-    with pytest.raises(ValueError, match="FINTS_LINEAR_DTYPE"):
+    with pytest.raises(ValueError, match="^linear_dtype must be one of"):
         load_model("/nonexistent/model", linear_dtype="half")
+    monkeypatch.setenv("FINTS_LINEAR_DTYPE", "half")
+    with pytest.raises(ValueError, match=r"^\$FINTS_LINEAR_DTYPE must be one of .*'half'"):
+        load_model("/nonexistent/model")
+    with pytest.raises(ModelNotFoundError):  # the argument wins over the variable
+        load_model("/nonexistent/model", linear_dtype="float32")

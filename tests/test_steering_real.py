@@ -62,7 +62,7 @@ def test_default_model_loads_from_its_cache_with_gemma_sites(model):
     assert (model.hidden_size, model.num_layers) == (640, 18)
     assert "safetensors" in model.source and model.load_seconds > 0
     head = model.model.get_output_embeddings()
-    assert model.linear_dtype == ("bfloat16" if native_bfloat16() else "float32-tall-head")
+    assert model.linear_form == ("bfloat16" if native_bfloat16() else "float32-tall-head")
     assert isinstance(head, BFloat16Linear if native_bfloat16() else TallHead)
     assert model.dtype == torch.float32  # the residual stream steering adds to
     layer = model.model.model.layers[4]

@@ -57,13 +57,15 @@ def real():
 
 
 @pytest.fixture(scope="module")
-def exact():
+def exact(real):
     """The real model with float32 linear layers (steering.linears): its rows do not
     depend on what else is in the batch beyond float rounding, which the bfloat16 weights
-    `load_model` takes on CPUs that multiply them natively do not promise."""
+    `load_model` takes on CPUs with bfloat16 instructions do not promise."""
     from agent.chat_model import SteeredChatModel
     from steering import load_model
 
+    if real.get_loaded().linear_form != "bfloat16":
+        return real
     return SteeredChatModel(loaded=load_model(linear_dtype="float32"))
 
 
@@ -113,8 +115,8 @@ def test_choose_tools_picks_what_greedy_generation_writes(real, decisions):
 @pytest.mark.slow
 def test_bfloat16_weights_decide_as_float32_weights(real, exact, decisions):
     """The same 60 decisions with the linear layers in float32 (steering.linears): the
-    bfloat16 weights `load_model` takes on CPUs that multiply them natively change no tool."""
-    if real.get_loaded().linear_dtype != "bfloat16":
+    bfloat16 weights `load_model` takes on CPUs with bfloat16 instructions change no tool."""
+    if real.get_loaded().linear_form != "bfloat16":
         pytest.skip("this CPU has no native bfloat16: both runs would be float32")
     conversations, specs, vectors = decisions
     for sized in vectors.values():
