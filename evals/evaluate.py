@@ -106,6 +106,8 @@ def run_eval(config: EvalConfig) -> dict:
                         ("--multi-users", config.multi_users)):
         if value is not None and value < 1:
             raise EvalInputError(f"{flag} must be at least 1, got {value}")
+    tasks_per_user = config.tasks_per_user or suite.tasks_per_user
+    multi_users = config.multi_users or suite.multi_users
     tracks = tracks_for(config.track, suite)
     if config.multi_users is not None and "multi" not in tracks:
         raise EvalInputError(f"--multi-users needs the multi-turn track (--track multi or both); "
@@ -123,7 +125,7 @@ def run_eval(config: EvalConfig) -> dict:
         users = sorted({t.user_id for t in tasks})
     else:
         users = select_users(dataset, config.users if config.users is not None else suite.users)
-        tasks = tasks_of(dataset, users, config.tasks_per_user or suite.tasks_per_user)
+        tasks = tasks_of(dataset, users, tasks_per_user)
     if not tasks:
         raise EvalInputError(f"no test tasks for users {', '.join(users[:5])}")
     if "multi" in tracks and not dataset.hidden:
@@ -144,7 +146,7 @@ def run_eval(config: EvalConfig) -> dict:
                           stage_methods=tuple(config.methods or ()))
         by_track = {"single": [ctx.method(n) for n in names],
                     "multi": [ctx.method(n) for n in multi_names]}
-        report = base_report(config, agent, dataset, users)
+        report = base_report(config, agent, dataset, users, tasks_per_user, multi_users)
         report.update(pending=list(parts), errors=[])
         steering = [m for t in tracks for m in by_track[t]]
         if "stages" in experiments:  # its steering methods read the memory built here
@@ -162,7 +164,7 @@ def run_eval(config: EvalConfig) -> dict:
             timing["memory_build"] = time.perf_counter() - mark
         for track in tracks:
             mark = time.perf_counter()
-            track_tasks = tasks if track == "single" else multi_tasks(tasks, config.multi_users or suite.multi_users)
+            track_tasks = tasks if track == "single" else multi_tasks(tasks, multi_users)
             report["tracks"][track] = run_track(ctx, track, track_tasks, by_track[track])
             timing[f"track_{track}"] = time.perf_counter() - mark
             _save_part(ctx, report, f"track_{track}", started)
@@ -222,7 +224,8 @@ def run_track(ctx: EvalContext, track: str, tasks: Sequence[Any], methods_run: S
     return section
 
 
-def base_report(config: EvalConfig, agent: Any, dataset: Any, users: list[str]) -> dict:
+def base_report(config: EvalConfig, agent: Any, dataset: Any, users: list[str],
+                tasks_per_user: int | None, multi_users: int) -> dict:
     return {
         "schema": SCHEMA,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -235,8 +238,8 @@ def base_report(config: EvalConfig, agent: Any, dataset: Any, users: list[str]) 
         "suite": config.suite,
         "tasks_file": str(config.tasks_file) if config.tasks_file else None,
         "users": users,
-        "tasks_per_user": config.tasks_per_user or SUITES[config.suite].tasks_per_user,
-        "multi_users": config.multi_users or SUITES[config.suite].multi_users,
+        "tasks_per_user": tasks_per_user,
+        "multi_users": multi_users,
         "tracks": {},
         "experiments": {},
     }

@@ -73,14 +73,16 @@ def native_bfloat16() -> bool:
         cpu = torch.cpu
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(getattr(cpu, name, lambda: False)() for name in checks)
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    mkldnn = torch.backends.mkldnn
+    return bool(mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def resolve_linear_dtype(linear_dtype: str, source: str = "linear_dtype") -> str:
     """`linear_dtype` with "auto" made what this CPU does best; `source` names where the
     value came from in the error for a value that is not allowed."""
     if linear_dtype not in LINEAR_DTYPES:
-        raise ValueError(f"{source} must be one of {', '.join(LINEAR_DTYPES)}, got {linear_dtype!r}")
+        raise ValueError(f"{source} must be one of {', '.join(LINEAR_DTYPES)}, "
+                         f"got {linear_dtype!r}")
     if linear_dtype == "auto":
         return "bfloat16" if native_bfloat16() else "float32"
     return linear_dtype
@@ -105,6 +107,7 @@ def use_cpu_linears(model: nn.Module, linear_dtype: str) -> LinearForm:
         return "float32-tall-head"
     for module in list(model.modules()):
         if type(module) is nn.Linear:
-            module.weight = nn.Parameter(module.weight.detach().to(torch.bfloat16), requires_grad=False)
+            weight = module.weight.detach().to(torch.bfloat16)
+            module.weight = nn.Parameter(weight, requires_grad=False)
             module.__class__ = BFloat16Linear
     return "bfloat16"

@@ -130,8 +130,9 @@ def passes(exact, decisions):
     generation, and two passes (the tool picked with steering only where the name is
     decided, `choose_tools` under "decision", then the call written unsteered for that tool).
     Float32 weights: one pass writes 20 rows in a batch, the second pass one row at a
-    time, and with bfloat16 inputs to every product a near tie between two argument tokens
-    (1 of these 40 calls) can fall either way with the batch's shape."""
+    time; with bfloat16 weights oneDNN sums in another order for another row count and
+    the bfloat16 result magnifies it, so a near tie between two argument tokens (1 of
+    these 40 calls) can fall either way with the batch's shape."""
     conversations, specs, vectors = decisions
     one, two, picked = [], [], []
     for alpha in (0.3, 1.0):
