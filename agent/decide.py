@@ -21,8 +21,10 @@ from agent.methods import Method
 from agent.prompt import as_written, format_tools
 from agent.prompt_memory import PromptMemory, render_memory
 from memory.steerer import SteeringDecision
+from tools.registry import TOOL_FOR_TYPE
 
 MAX_REQUEST_CHARS = 2000
+SEARCH_TOOL = TOOL_FOR_TYPE["search"]
 
 
 def clean_request(text: str) -> tuple[str, list[str]]:
@@ -90,7 +92,28 @@ class Decider:
             conversations, steering=[s.vector for s in chosen],
             tools=list(tools), tool_choice=tool_choice, steering_positions=method.positions,
         )
-        return [(as_tools_read(_one_action(reply), tools), s) for reply, s in zip(replies, chosen)]
+        return [(self.personal_terms(method, row, as_tools_read(_one_action(reply), tools)), s)
+                for row, reply, s in zip(rows, replies, chosen)]
+
+    def personal_terms(self, method: Method, row: Row, message: AIMessage) -> AIMessage:
+        """A search call with the brands the user chose for items like this one put
+        before the model's query (`PromptMemory.brands`, `method.brands` of them), the
+        ones it already names left out; anything else, and every call of a method without
+        memory (zero-shot), unchanged."""
+        calls = message.tool_calls
+        if (method.brands <= 0 or method.kind not in ("prompt_memory", "steering")
+                or self.prompt_memory is None or not calls
+                or calls[0]["name"] != SEARCH_TOOL or not isinstance(calls[0]["args"].get("query"), str)):
+            return message
+        query = calls[0]["args"]["query"]
+        named = {w.lower() for w in query.split()}
+        brands = [b for b in self.prompt_memory.brands(row.user_id, row.request, method.brands)
+                  if b.lower() not in named]
+        if not brands:
+            return message
+        call = {**calls[0], "args": {**calls[0]["args"], "query": " ".join([*brands, query])}}
+        metadata = {**message.response_metadata, "brands_added": brands}
+        return message.model_copy(update={"tool_calls": [call, *calls[1:]], "response_metadata": metadata})
 
     def choose(self, method: Method, rows: Sequence[Row], tools: Sequence[Any], *,
                steering: Sequence[SteeringDecision] | None = None) -> list[str | None]:

@@ -50,6 +50,9 @@ class Method:
     # below this leave-one-out agreement of the user's own entries, strength is lowered in
     # proportion (memory.agreement); 0 turns the check off
     agreement_floor: float = 0.0
+    # a search query names up to this many brands the user chose for items like the one
+    # asked about (agent.prompt_memory.PromptMemory.brands); memory methods only, 0 = off
+    brands: int = 0
 
     @property
     def steers(self) -> bool:
@@ -83,7 +86,8 @@ def parse_method(name: str, model_id: str | None = None, **overrides: Any) -> Me
     elif name == "nearest-call":
         method = Method(name, "lookup", k=1)
     elif name.startswith("prompt-k") and name[len("prompt-k"):].isdigit():
-        method = Method(name, "prompt_memory", k=int(name[len("prompt-k"):]))
+        method = Method(name, "prompt_memory", k=int(name[len("prompt-k"):]),
+                        brands=int(defaults.get("brands", 0)))
     elif name.startswith("steer-"):
         site, _, aggregation = name[len("steer-"):].rpartition("-")
         if site not in STEERING_SITES or aggregation not in AGGREGATIONS:

@@ -1,7 +1,13 @@
-"""The in-context baseline: a user's k most similar past requests, written into the prompt.
+"""A user's past calls: the in-context baseline, the lookup, and the brands a user buys.
 
-It is the alternative steering has to beat: the same past interactions, but spent as
-prompt tokens on every request instead of as vectors added in the forward pass.
+- `prompt-k*` writes a user's k most similar past requests into the prompt: the
+  alternative steering has to beat, the same past interactions spent as prompt tokens
+  on every request instead of as vectors added in the forward pass;
+- `nearest-call` copies the most similar one;
+- every memory method's search query gets the brands the user chose for items like the
+  one asked about (`PromptMemory.brands`). A steering vector carries a direction, not the
+  spelling of a brand name the model has never seen (docs/results.md, the argument
+  probes), so the names come from memory and the model writes the rest.
 """
 
 from __future__ import annotations
@@ -16,12 +22,17 @@ from agent.prompt import as_written, render_call
 from memory.keys import IntentKeys
 
 
+BRAND_NEIGHBOURS = 8  # chosen with the brand count on 296 non-held-out searches (docs/results.md)
+
+
 @dataclass(frozen=True)
 class PastCall:
     request: str
     tool: str
     arguments: dict[str, Any]
     timestamp: float = 0.0
+    item: str = ""  # the product the interaction was about (its title), where known
+    brand: str = ""  # that product's brand, where known
 
 
 @dataclass
@@ -34,6 +45,7 @@ class PromptMemory:
     keys: IntentKeys = field(default_factory=IntentKeys)
     _calls: dict[str, list[PastCall]] = field(default_factory=dict)
     _embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    _items: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)  # user: (calls seen, embeddings)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -49,13 +61,16 @@ class PromptMemory:
             for item in items:
                 request = getattr(item, "request", None)
                 if request is not None and request.gold_call is not None:
+                    product = item.product_info
                     per_user.setdefault(user, []).append(PastCall(
                         request.task, request.gold_call.name, dict(request.gold_call.arguments),
-                        float(item.review.timestamp)))
+                        float(item.review.timestamp), product.title, product.store or ""))
         for task in dataset.train:
             if (wanted is None or task.user_id in wanted) and task.gold_call is not None:
+                product = task.target.product_info
                 per_user.setdefault(task.user_id, []).append(PastCall(
-                    task.task, task.gold_call.name, dict(task.gold_call.arguments), float(task.timestamp)))
+                    task.task, task.gold_call.name, dict(task.gold_call.arguments), float(task.timestamp),
+                    product.title, product.store or ""))
         for user, calls in per_user.items():
             memory.extend(user, sorted(calls, key=lambda c: c.timestamp))
         return memory
@@ -84,6 +99,30 @@ class PromptMemory:
         scores = self.keys.scores(request, query, [c.request for c in calls], matrix)
         order = np.argsort(-scores, kind="stable")[:k]
         return [(calls[i], float(scores[i])) for i in order]
+
+    def brands(self, user_id: str | None, request: str, limit: int,
+               neighbours: int = BRAND_NEIGHBOURS) -> list[str]:
+        """Up to `limit` brands of the user's past items most like what the request is
+        about, best first: each of the `neighbours` nearest items (MiniLM over the
+        request's catalog words, `IntentKeys.subject`, against the item's title) votes
+        for its brand with its similarity. A user buys from one to three brands per kind
+        of item and a request does not say which, so more than one can be worth naming.
+        None for unknown users or items without a brand; never another user's."""
+        with self._lock:
+            calls = [c for c in self._calls.get(user_id or "", []) if c.brand and c.item]
+            cached = self._items.get(user_id or "")
+        if limit <= 0 or not calls:
+            return []
+        if cached is None or cached[0] != len(calls):
+            cached = (len(calls), self.embedder.embed([c.item for c in calls]))
+            with self._lock:
+                self._items[user_id or ""] = cached
+        query = self.embedder.embed([self.keys.subject(request)])[0]
+        scores = cached[1] @ query
+        votes: dict[str, float] = {}
+        for i in np.argsort(-scores, kind="stable")[:neighbours]:
+            votes[calls[i].brand] = votes.get(calls[i].brand, 0.0) + float(scores[i])
+        return sorted(votes, key=lambda b: -votes[b])[:limit]
 
     def count(self, user_id: str) -> int:
         return len(self._calls.get(user_id, []))

@@ -8,7 +8,8 @@ the gold calls}}), `experiments` ({name: section}), `timing`,
 `pending` (parts not run yet: the report is rewritten after each part) and `errors`.
 A method summary (see `evals.stats.summarize_method`): `per_type` and `overall` groups
 of {n, function_acc, function_acc_ci, result_acc, result_acc_ci}, `median_latency_s`,
-`degeneration_rate`, `malformed_rate`, `steered_rate`, `outcomes` (per task: task_id,
+`degeneration_rate`, `malformed_rate`, `steered_rate`, `search_brand_rate` (the share of
+search tasks answered with a search whose query names the target's brand), `outcomes` (per task: task_id,
 user_id, type, tool, arguments, function_acc, result_acc, degenerate) and `avg_steps`
 (multi-turn).
 """
@@ -172,6 +173,9 @@ def render_markdown(report: dict) -> str:
         lines += method_table(section["methods"], multi=track == "multi")
         if section.get("ceiling"):
             lines += method_table({"gold call (ceiling)": section["ceiling"]})[2:]
+            lines += ["", "Search queries that name the target's brand: " + ", ".join(
+                f"{name} {s['search_brand_rate']:.2f}" for name, s in section["methods"].items()
+                if "search_brand_rate" in s) + "."]
             lines += ["", *example_calls(section)]
         lines.append("")
     for name, section in report.get("experiments", {}).items():

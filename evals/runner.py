@@ -11,7 +11,7 @@ from typing import Any
 from evals.degeneration import is_degenerate
 from evals.stats import TaskOutcome
 from tools.data import Task
-from tools.registry import REVIEW, SINGLE_TURN_TOOLS
+from tools.registry import REVIEW, SINGLE_TURN_TOOLS, TOOL_FOR_TYPE
 from tools.scoring import score_call
 
 BATCH = 8  # rows of one batched generate
@@ -37,6 +37,16 @@ def score_executed(agent: Any, task: Task, call: dict | None) -> tuple[float, fl
     return scored.function_acc, min(1.0, max(0.0, float(scored.result_acc)))
 
 
+def brand_named(task: Task, call: dict | None) -> dict:
+    """For a search task answered with a search: whether the query names the target's
+    brand (`brand_named`), the stage that decides most of a search's R. Acc; else {}."""
+    brand = task.target.product_info.store or ""
+    if task.type != "search" or not brand or call is None or call["name"] != TOOL_FOR_TYPE["search"]:
+        return {}
+    query = str(call.get("args", {}).get("query", ""))
+    return {"brand_named": brand.lower() in query.lower().split()}
+
+
 def batches(tasks: Sequence[Task], size: int = BATCH) -> list[list[Task]]:
     """Groups of up to `size` tasks; rows of a batch may belong to different users."""
     return [list(tasks[i:i + size]) for i in range(0, len(tasks), size)]
@@ -59,6 +69,7 @@ def run_single(agent: Any, tasks: Sequence[Task], method: Any, *, batch_size: in
                 malformed=decision.malformed, latency_s=decision.latency_s,
                 steered=bool(decision.steering.get("applied")),
                 arguments=dict(decision.call["args"]) if decision.call else None,
+                extra=brand_named(task, decision.call),
             ))
         if bar is not None:
             bar.update(len(group))
@@ -76,7 +87,8 @@ def run_gold(agent: Any, tasks: Sequence[Task]) -> list[TaskOutcome]:
         name, arguments = gold_call(task, agent.dataset.histories)
         f_acc, r_acc = score_executed(agent, task, {"name": name, "args": arguments})
         outcomes.append(TaskOutcome(task.task_id, task.user_id, task.type, name, f_acc, r_acc,
-                                    arguments=dict(arguments)))
+                                    arguments=dict(arguments),
+                                    extra=brand_named(task, {"name": name, "args": arguments})))
     return outcomes
 
 
@@ -114,6 +126,7 @@ def run_multi(agent: Any, tasks: Sequence[Task], method: Any, *, max_steps: int 
             malformed=not calls, latency_s=episode.latency_s / steps, steps=steps,
             steered=bool(episode.steering.get("applied")),
             arguments=dict(final["args"]) if final else None,
+            extra=brand_named(task, final),
         ))
         if bar is not None:
             bar.update(1)

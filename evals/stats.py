@@ -105,6 +105,9 @@ def summarize_method(outcomes: Sequence[TaskOutcome], multi: bool = False) -> di
         "degeneration_rate": rate(o.degenerate for o in outcomes),
         "malformed_rate": rate(o.malformed for o in outcomes),
         "steered_rate": rate(o.steered for o in outcomes),
+        # of the search tasks answered with a search, the share whose query names the
+        # target's brand (evals.runner.brand_named)
+        "search_brand_rate": rate(o.extra["brand_named"] for o in outcomes if "brand_named" in o.extra),
         "outcomes": [o.row() for o in outcomes],
     }
     if multi:

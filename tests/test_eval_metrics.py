@@ -216,3 +216,25 @@ def test_a_failing_experiment_is_recorded_and_the_others_still_run(tmp_path, mon
     text = (tmp_path / "report.md").read_text()
     assert "**Error**: experiment broken: RuntimeError" in text and "Unfinished" not in text
     assert "**Unfinished**: still to run: experiment_fine, experiment_malformed" in render_markdown(seen[0])
+
+
+def test_search_brand_rate_counts_searches_that_name_the_targets_brand() -> None:
+    from types import SimpleNamespace
+
+    from evals.runner import brand_named
+
+    def task(task_type: str, brand: str = "Noven") -> SimpleNamespace:
+        return SimpleNamespace(type=task_type, target=SimpleNamespace(product_info=SimpleNamespace(store=brand)))
+
+    search = "search_product_by_query"
+    assert brand_named(task("search"), {"name": search, "args": {"query": "Tamex noven dark chocolate"}}) \
+        == {"brand_named": True}
+    assert brand_named(task("search"), {"name": search, "args": {"query": "Novena dark chocolate"}}) \
+        == {"brand_named": False}  # a word, not a substring
+    assert brand_named(task("search"), {"name": REVIEW, "args": {"review": "Noven"}}) == {}
+    assert brand_named(task("review"), {"name": search, "args": {"query": "Noven"}}) == {}
+    assert brand_named(task("search"), None) == {}
+    outcomes = [outcome("search", 1, 0.9, extra={"brand_named": True}),
+                outcome("search", 1, 0.1, extra={"brand_named": False}),
+                outcome("search", 0, 0.0), outcome("review", 1, 0.5)]
+    assert summarize_method(outcomes)["search_brand_rate"] == 0.5
