@@ -14,7 +14,7 @@ episode resumes with exactly the steering it had.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -125,10 +125,26 @@ def llm_node(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
     row = Row(state.get("user_id"), state["request"], tuple(state["messages"]))
     ((reply, _),) = deps.decider.decide(deps.method, [row], deps.tools, steering=[steering])
     update: dict[str, Any] = {"messages": [reply], "steps": state.get("steps", 0) + 1}
+    if _asks_again(reply, state["messages"]):
+        # the user already answered this very question: act on the answers instead of
+        # asking it once more (the model alone repeats it to the step limit)
+        acting = [t for t in deps.tools if getattr(t, "name", None) != TALK_TOOL]
+        ((reply, _),) = deps.decider.decide(deps.method, [row], acting, steering=[steering])
+        update["messages"] = [reply]
+        update["notices"] = [*state.get("notices", []),
+                             f"the same {TALK_TOOL} as before was replaced by an action"]
     previous = state["messages"][-1] if state.get("messages") else None
     if _failed(previous):
         update["retries"] = state.get("retries", 0) + 1
     return update
+
+
+def _asks_again(reply: Any, messages: Sequence[Any]) -> bool:
+    """Whether `reply` says to the user, word for word, what the agent said before."""
+    said = [c["args"].get("content") for m in messages if isinstance(m, AIMessage)
+            for c in m.tool_calls if c["name"] == TALK_TOOL]
+    calls = getattr(reply, "tool_calls", None) or []
+    return bool(calls) and calls[0]["name"] == TALK_TOOL and calls[0]["args"].get("content") in said
 
 
 def _failed(message: Any) -> bool:

@@ -7,6 +7,7 @@ handed), so these tests pin the graph's wiring; the real model runs in the slow 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,8 @@ class ScriptedChat(BaseChatModel):
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
         step = self.script[len(self.seen)] if len(self.seen) < len(self.script) else self.script[-1]
-        self.seen.append({"messages": list(messages), "steering": kwargs.get("steering")})
+        self.seen.append({"messages": list(messages), "steering": kwargs.get("steering"),
+                          "bound": kwargs.get("bound")})
         if isinstance(step, Exception):
             raise step
         if callable(step):  # a call chosen from the conversation (episodes run at once)
@@ -53,7 +55,9 @@ class ScriptedChat(BaseChatModel):
     def generate_batch(self, conversations, steering=None, *, tools=None, tool_choice=None,
                        steering_positions="all"):
         vectors = steering or [None] * len(conversations)
-        return [self.invoke(messages, steering=vector) for messages, vector in zip(conversations, vectors)]
+        bound = [getattr(t, "name", None) for t in tools or []]
+        return [self.invoke(messages, steering=vector, bound=bound)
+                for messages, vector in zip(conversations, vectors)]
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +196,22 @@ def test_multi_turn_with_a_simulated_user_until_stop(sample_http, model, store):
     assert state["steps"] == 3 and len(state["steering_log"]) == 2  # steered before each generation
 
 
+def test_a_question_the_user_already_answered_is_replaced_by_an_action(sample_http, model, store):
+    talk = {"name": "respond", "args": {"content": "Which brand do you like?"}}
+    other = {"name": "respond", "args": {"content": "And your budget?"}}
+    stop = {"name": "stop", "args": {}}
+    chat, deps = make(sample_http, model, store, [talk, other, talk, SEARCH, stop])
+    state = build_graph(deps).invoke(
+        {"messages": [HumanMessage("something for camping")], "user_id": "U_CAMPER01", "track": "multi"},
+        {"configurable": {"thread_id": "again", "simulated_user": lambda text: "Northpeak, please"}},
+    )
+    assert [c["name"] for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls] == [
+        "respond", "respond", "search_product_by_query", "stop"]
+    assert len(chat.seen) == 5 and state["steps"] == 4  # asked again, without respond bound
+    assert "respond" in chat.seen[2]["bound"] and "respond" not in chat.seen[3]["bound"]
+    assert any("replaced by an action" in n for n in state["notices"])
+
+
 def test_multi_turn_stops_at_the_step_limit(sample_http, model, store):
     chat, deps = make(sample_http, model, store, [SEARCH], max_steps=3)
     state = build_graph(deps).invoke(
@@ -291,3 +311,33 @@ def test_a_call_is_recorded_as_its_tool_reads_it() -> None:
     odd = call("search_product_by_query", {"query": 42})
     assert as_tools_read(odd, tools).tool_calls[0]["args"] == {"query": 42}
 
+
+
+def test_a_search_names_the_brands_the_user_chose_for_like_items(sample_http, model, store):
+    """The brands come from this user's past items most like the request, never another
+    user's; a brand the model already wrote is not repeated; zero-shot has no memory."""
+    from agent.prompt_memory import PastCall, PromptMemory
+
+    memory = PromptMemory(load_embedder())
+    memory.extend("U_CAMPER01", [
+        PastCall("stuff for camping", SEARCH["name"], SEARCH["args"], 1.0, "Trailmo Dome Tent, 2 person", "Trailmo"),
+        PastCall("my coffee", SEARCH["name"], SEARCH["args"], 2.0, "Brewlo Burr Coffee Grinder", "Brewlo"),
+        PastCall("old bag", SEARCH["name"], SEARCH["args"], 3.0, "Packly Hiking Backpack", "Packly"),
+    ])
+    memory.extend("U_COFFEE01", [PastCall("a tent", SEARCH["name"], SEARCH["args"], 1.0, "Otherly Tent", "Otherly")])
+    assert memory.brands("U_CAMPER01", "a tent for camping trips", 1) == ["Trailmo"]
+    assert memory.brands("U_CAMPER01", "a tent for camping trips", 3)[-1] == "Brewlo"
+    assert memory.brands("U_NOBODY", "a tent for camping trips", 3) == []
+
+    for method, query in (("prompt-k1", "Trailmo backpacking tent"), ("zero-shot", "backpacking tent")):
+        chat, deps = make(sample_http, model, store, [SEARCH], method=method, prompt_memory=memory)
+        deps = replace(deps, method=parse_method(method, brands=1))
+        state = run(build_graph(deps), "U_CAMPER01", "a tent for camping trips")
+        call = state["messages"][1].tool_calls[0]
+        assert call["args"]["query"] == query
+        assert "Backpacking Tent" in state["messages"][-1].content
+    written = {"name": SEARCH["name"], "args": {"query": "trailmo tent"}}
+    chat, deps = make(sample_http, model, store, [written], method="prompt-k1", prompt_memory=memory)
+    deps = replace(deps, method=parse_method("prompt-k1", brands=2))
+    state = run(build_graph(deps), "U_CAMPER01", "a tent for camping trips")
+    assert state["messages"][1].tool_calls[0]["args"]["query"] == "Packly trailmo tent"
