@@ -19,9 +19,10 @@ from pydantic import BaseModel, ValidationError
 
 from agent.methods import Method
 from agent.prompt import as_written, format_tools
-from agent.prompt_memory import PromptMemory, render_memory
+from agent.prompt_memory import PromptMemory, names, render_memory
 from memory.steerer import SteeringDecision
 from tools.registry import TOOL_FOR_TYPE
+from tools.shop.models import MAX_QUERY_CHARS
 
 MAX_REQUEST_CHARS = 2000
 SEARCH_TOOL = TOOL_FOR_TYPE["search"]
@@ -92,23 +93,28 @@ class Decider:
             conversations, steering=[s.vector for s in chosen],
             tools=list(tools), tool_choice=tool_choice, steering_positions=method.positions,
         )
-        return [(self.personal_terms(method, row, as_tools_read(_one_action(reply), tools)), s)
+        return [(as_tools_read(self.personal_terms(method, row, _one_action(reply)), tools), s)
                 for row, reply, s in zip(rows, replies, chosen)]
 
     def personal_terms(self, method: Method, row: Row, message: AIMessage) -> AIMessage:
         """A search call with the brands the user chose for items like this one put
         before the model's query (`PromptMemory.brands`, `method.brands` of them), the
-        ones it already names left out; anything else, and every call of a method without
-        memory (zero-shot), unchanged."""
+        ones it already names left out, as many as keep the query within the shop's limit.
+        Anything else, an empty query (the shop says why it refuses it) and every call of a
+        method without memory (zero-shot) are unchanged. The brands come from the same
+        past calls whether the method steers or prompts, so the two stay comparable."""
         calls = message.tool_calls
         if (method.brands <= 0 or method.kind not in ("prompt_memory", "steering")
-                or self.prompt_memory is None or not calls
-                or calls[0]["name"] != SEARCH_TOOL or not isinstance(calls[0]["args"].get("query"), str)):
+                or self.prompt_memory is None or not calls or calls[0]["name"] != SEARCH_TOOL):
             return message
-        query = calls[0]["args"]["query"]
-        named = {w.lower() for w in query.split()}
-        brands = [b for b in self.prompt_memory.brands(row.user_id, row.request, method.brands)
-                  if b.lower() not in named]
+        query = calls[0]["args"].get("query")
+        if not isinstance(query, str) or not query.strip():
+            return message
+        brands: list[str] = []
+        for brand in self.prompt_memory.brands(row.user_id, row.request, method.brands):
+            longer = " ".join([*brands, brand, query])
+            if not names(query, brand) and len(longer) <= MAX_QUERY_CHARS:
+                brands.append(brand)
         if not brands:
             return message
         call = {**calls[0], "args": {**calls[0]["args"], "query": " ".join([*brands, query])}}

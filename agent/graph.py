@@ -125,10 +125,10 @@ def llm_node(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
     row = Row(state.get("user_id"), state["request"], tuple(state["messages"]))
     ((reply, _),) = deps.decider.decide(deps.method, [row], deps.tools, steering=[steering])
     update: dict[str, Any] = {"messages": [reply], "steps": state.get("steps", 0) + 1}
-    if _asks_again(reply, state["messages"]):
+    acting = [t for t in deps.tools if getattr(t, "name", None) not in (TALK_TOOL, *ENDING_TOOLS)]
+    if acting and _asks_again(reply, state["messages"]):
         # the user already answered this very question: act on the answers instead of
         # asking it once more (the model alone repeats it to the step limit)
-        acting = [t for t in deps.tools if getattr(t, "name", None) != TALK_TOOL]
         ((reply, _),) = deps.decider.decide(deps.method, [row], acting, steering=[steering])
         update["messages"] = [reply]
         update["notices"] = [*state.get("notices", []),
@@ -140,11 +140,17 @@ def llm_node(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
 
 
 def _asks_again(reply: Any, messages: Sequence[Any]) -> bool:
-    """Whether `reply` says to the user, word for word, what the agent said before."""
-    said = [c["args"].get("content") for m in messages if isinstance(m, AIMessage)
-            for c in m.tool_calls if c["name"] == TALK_TOOL]
+    """Whether `reply` says to the user what the agent said before, word for word (case
+    and spacing aside)."""
+    def said(call: dict) -> str:
+        content = call["args"].get("content")
+        return " ".join(content.lower().split()) if isinstance(content, str) else ""
+
     calls = getattr(reply, "tool_calls", None) or []
-    return bool(calls) and calls[0]["name"] == TALK_TOOL and calls[0]["args"].get("content") in said
+    if not calls or calls[0]["name"] != TALK_TOOL or not said(calls[0]):
+        return False
+    return said(calls[0]) in {said(c) for m in messages if isinstance(m, AIMessage)
+                              for c in m.tool_calls if c["name"] == TALK_TOOL}
 
 
 def _failed(message: Any) -> bool:

@@ -4,7 +4,7 @@
   alternative steering has to beat, the same past interactions spent as prompt tokens
   on every request instead of as vectors added in the forward pass;
 - `nearest-call` copies the most similar one;
-- every memory method's search query gets the brands the user chose for items like the
+- the search query of every method that reads memory (prompt-k*, steer-*) gets the brands the user chose for items like the
   one asked about (`PromptMemory.brands`). A steering vector carries a direction, not the
   spelling of a brand name the model has never seen (docs/results.md, the argument
   probes), so the names come from memory and the model writes the rest.
@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,11 @@ from agent.prompt import as_written, render_call
 from memory.keys import IntentKeys
 
 
-BRAND_NEIGHBOURS = 8  # chosen with the brand count on 296 non-held-out searches (docs/results.md)
+# Chosen with the brand count on non-held-out users of seed 0 (docs/results.md, "Brands
+# in search queries"): 296 searches with the item's name as the query, then 85 with the
+# default method's own queries.
+BRAND_NEIGHBOURS = 8
+WORDS = re.compile(r"[a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,9 @@ class PromptMemory:
         request's catalog words, `IntentKeys.subject`, against the item's title) votes
         for its brand with its similarity. A user buys from one to three brands per kind
         of item and a request does not say which, so more than one can be worth naming.
-        None for unknown users or items without a brand; never another user's."""
+        No brands for an unknown user or one whose items have none; never another user's.
+        There is no similarity floor: a brand of a less alike item costs a search little,
+        and the count was chosen with none."""
         with self._lock:
             calls = [c for c in self._calls.get(user_id or "", []) if c.brand and c.item]
             cached = self._items.get(user_id or "")
@@ -126,6 +133,14 @@ class PromptMemory:
 
     def count(self, user_id: str) -> int:
         return len(self._calls.get(user_id, []))
+
+
+def names(text: str, phrase: str) -> bool:
+    """Whether `text` contains `phrase` as whole words, case and punctuation aside
+    ("The North Face tent" names "the north face"; "Novena" does not name "Noven")."""
+    wanted = WORDS.findall(phrase.lower())
+    words = WORDS.findall(text.lower())
+    return bool(wanted) and any(words[i:i + len(wanted)] == wanted for i in range(len(words)))
 
 
 def render_memory(calls: list[PastCall]) -> str:

@@ -173,9 +173,11 @@ def render_markdown(report: dict) -> str:
         lines += method_table(section["methods"], multi=track == "multi")
         if section.get("ceiling"):
             lines += method_table({"gold call (ceiling)": section["ceiling"]})[2:]
-            lines += ["", "Search queries that name the target's brand: " + ", ".join(
-                f"{name} {s['search_brand_rate']:.2f}" for name, s in section["methods"].items()
-                if "search_brand_rate" in s) + "."]
+        rates = [f"{name} {s['search_brand_rate']:.2f}" for name, s in section["methods"].items()
+                 if "search_brand_rate" in s]
+        if rates:
+            lines += ["", f"Searches whose query names the target's brand: {', '.join(rates)}."]
+        if section.get("ceiling"):
             lines += ["", *example_calls(section)]
         lines.append("")
     for name, section in report.get("experiments", {}).items():

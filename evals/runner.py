@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from agent.prompt_memory import names
 from evals.degeneration import is_degenerate
 from evals.stats import TaskOutcome
 from tools.data import Task
@@ -43,8 +44,14 @@ def brand_named(task: Task, call: dict | None) -> dict:
     brand = task.target.product_info.store or ""
     if task.type != "search" or not brand or call is None or call["name"] != TOOL_FOR_TYPE["search"]:
         return {}
-    query = str(call.get("args", {}).get("query", ""))
-    return {"brand_named": brand.lower() in query.lower().split()}
+    return {"brand_named": names(str(call.get("args", {}).get("query", "")), brand)}
+
+
+def _brands_added(decision: Any) -> dict:
+    """The brands memory put into the call's query (`Decider.personal_terms`), if any."""
+    reply = getattr(decision, "reply", None)
+    added = reply.response_metadata.get("brands_added") if reply is not None else None
+    return {"brands_added": list(added)} if added else {}
 
 
 def batches(tasks: Sequence[Task], size: int = BATCH) -> list[list[Task]]:
@@ -69,7 +76,7 @@ def run_single(agent: Any, tasks: Sequence[Task], method: Any, *, batch_size: in
                 malformed=decision.malformed, latency_s=decision.latency_s,
                 steered=bool(decision.steering.get("applied")),
                 arguments=dict(decision.call["args"]) if decision.call else None,
-                extra=brand_named(task, decision.call),
+                extra={**brand_named(task, decision.call), **_brands_added(decision)},
             ))
         if bar is not None:
             bar.update(len(group))

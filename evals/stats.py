@@ -46,7 +46,7 @@ class TaskOutcome:
         return {"task_id": self.task_id, "user_id": self.user_id, "type": self.task_type,
                 "tool": self.tool, "arguments": self.arguments,
                 "function_acc": self.function_acc, "result_acc": round(self.result_acc, 4),
-                "degenerate": self.degenerate}
+                "degenerate": self.degenerate, **self.extra}
 
 
 def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
@@ -105,11 +105,11 @@ def summarize_method(outcomes: Sequence[TaskOutcome], multi: bool = False) -> di
         "degeneration_rate": rate(o.degenerate for o in outcomes),
         "malformed_rate": rate(o.malformed for o in outcomes),
         "steered_rate": rate(o.steered for o in outcomes),
-        # of the search tasks answered with a search, the share whose query names the
-        # target's brand (evals.runner.brand_named)
-        "search_brand_rate": rate(o.extra["brand_named"] for o in outcomes if "brand_named" in o.extra),
         "outcomes": [o.row() for o in outcomes],
     }
+    named = [o.extra["brand_named"] for o in outcomes if "brand_named" in o.extra]
+    if named:  # of the search tasks answered with a search, the share whose query names
+        summary["search_brand_rate"] = rate(named)  # the target's brand (evals.runner)
     if multi:
         summary["avg_steps"] = statistics.fmean(o.steps for o in outcomes) if outcomes else 0.0
     return summary

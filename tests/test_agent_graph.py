@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agent.decide import Decider, as_tools_read
+from agent.decide import Decider, Row, as_tools_read
 from agent.graph import AgentDeps, build_graph
 from agent.methods import parse_method
 from common.embedding import load_embedder
@@ -199,8 +199,9 @@ def test_multi_turn_with_a_simulated_user_until_stop(sample_http, model, store):
 def test_a_question_the_user_already_answered_is_replaced_by_an_action(sample_http, model, store):
     talk = {"name": "respond", "args": {"content": "Which brand do you like?"}}
     other = {"name": "respond", "args": {"content": "And your budget?"}}
+    again = {"name": "respond", "args": {"content": "which brand do you  like?"}}
     stop = {"name": "stop", "args": {}}
-    chat, deps = make(sample_http, model, store, [talk, other, talk, SEARCH, stop])
+    chat, deps = make(sample_http, model, store, [talk, other, again, SEARCH, stop])
     state = build_graph(deps).invoke(
         {"messages": [HumanMessage("something for camping")], "user_id": "U_CAMPER01", "track": "multi"},
         {"configurable": {"thread_id": "again", "simulated_user": lambda text: "Northpeak, please"}},
@@ -208,7 +209,8 @@ def test_a_question_the_user_already_answered_is_replaced_by_an_action(sample_ht
     assert [c["name"] for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls] == [
         "respond", "respond", "search_product_by_query", "stop"]
     assert len(chat.seen) == 5 and state["steps"] == 4  # asked again, without respond bound
-    assert "respond" in chat.seen[2]["bound"] and "respond" not in chat.seen[3]["bound"]
+    assert "respond" in chat.seen[2]["bound"]
+    assert not {"respond", "stop"} & set(chat.seen[3]["bound"]) and SEARCH["name"] in chat.seen[3]["bound"]
     assert any("replaced by an action" in n for n in state["notices"])
 
 
@@ -312,7 +314,6 @@ def test_a_call_is_recorded_as_its_tool_reads_it() -> None:
     assert as_tools_read(odd, tools).tool_calls[0]["args"] == {"query": 42}
 
 
-
 def test_a_search_names_the_brands_the_user_chose_for_like_items(sample_http, model, store):
     """The brands come from this user's past items most like the request, never another
     user's; a brand the model already wrote is not repeated; zero-shot has no memory."""
@@ -328,6 +329,7 @@ def test_a_search_names_the_brands_the_user_chose_for_like_items(sample_http, mo
     assert memory.brands("U_CAMPER01", "a tent for camping trips", 1) == ["Trailmo"]
     assert memory.brands("U_CAMPER01", "a tent for camping trips", 3)[-1] == "Brewlo"
     assert memory.brands("U_NOBODY", "a tent for camping trips", 3) == []
+    assert memory.brands("U_COFFEE01", "a tent for camping trips", 3) == ["Otherly"]
 
     for method, query in (("prompt-k1", "Trailmo backpacking tent"), ("zero-shot", "backpacking tent")):
         chat, deps = make(sample_http, model, store, [SEARCH], method=method, prompt_memory=memory)
@@ -341,3 +343,21 @@ def test_a_search_names_the_brands_the_user_chose_for_like_items(sample_http, mo
     deps = replace(deps, method=parse_method("prompt-k1", brands=2))
     state = run(build_graph(deps), "U_CAMPER01", "a tent for camping trips")
     assert state["messages"][1].tool_calls[0]["args"]["query"] == "Packly trailmo tent"
+
+
+def test_brands_never_push_a_query_past_the_shops_limit_nor_fill_an_empty_one():
+    from agent.prompt_memory import PastCall, PromptMemory
+    from tools.shop.models import MAX_QUERY_CHARS
+
+    memory = PromptMemory(load_embedder())
+    memory.extend("U1", [PastCall("a tent", SEARCH["name"], SEARCH["args"], 1.0, "Trailmo Dome Tent", "Trailmo")])
+    decider = Decider(None, None, memory)
+    method = parse_method("prompt-k1", brands=3)
+
+    def written(query: str) -> str:
+        message = AIMessage(content="", tool_calls=[{"name": SEARCH["name"], "args": {"query": query}, "id": "c"}])
+        return decider.personal_terms(method, Row("U1", "a tent please"), message).tool_calls[0]["args"]["query"]
+
+    assert written("dome tent") == "Trailmo dome tent"
+    assert written("x" * MAX_QUERY_CHARS) == "x" * MAX_QUERY_CHARS
+    assert written("  ") == "  "

@@ -231,10 +231,15 @@ def test_search_brand_rate_counts_searches_that_name_the_targets_brand() -> None
         == {"brand_named": True}
     assert brand_named(task("search"), {"name": search, "args": {"query": "Novena dark chocolate"}}) \
         == {"brand_named": False}  # a word, not a substring
+    assert brand_named(task("search", "The North Face"), {"name": search, "args": {"query": "the north face tent"}}) \
+        == {"brand_named": True}
     assert brand_named(task("search"), {"name": REVIEW, "args": {"review": "Noven"}}) == {}
     assert brand_named(task("review"), {"name": search, "args": {"query": "Noven"}}) == {}
     assert brand_named(task("search"), None) == {}
     outcomes = [outcome("search", 1, 0.9, extra={"brand_named": True}),
                 outcome("search", 1, 0.1, extra={"brand_named": False}),
                 outcome("search", 0, 0.0), outcome("review", 1, 0.5)]
-    assert summarize_method(outcomes)["search_brand_rate"] == 0.5
+    summary = summarize_method(outcomes)
+    assert summary["search_brand_rate"] == 0.5
+    assert [o.get("brand_named") for o in summary["outcomes"]] == [True, False, None, None]
+    assert "search_brand_rate" not in summarize_method(outcomes[2:])  # no search made: no rate
