@@ -21,11 +21,10 @@ from agent.methods import Method
 from agent.prompt import as_written, format_tools
 from agent.prompt_memory import PromptMemory, names, render_memory
 from memory.steerer import SteeringDecision
-from tools.registry import TOOL_FOR_TYPE
+from tools.registry import SEARCH
 from tools.shop.models import MAX_QUERY_CHARS
 
 MAX_REQUEST_CHARS = 2000
-SEARCH_TOOL = TOOL_FOR_TYPE["search"]
 
 
 def clean_request(text: str) -> tuple[str, list[str]]:
@@ -105,7 +104,7 @@ class Decider:
         past calls whether the method steers or prompts, so the two stay comparable."""
         calls = message.tool_calls
         if (method.brands <= 0 or method.kind not in ("prompt_memory", "steering")
-                or self.prompt_memory is None or not calls or calls[0]["name"] != SEARCH_TOOL):
+                or self.prompt_memory is None or not calls or calls[0]["name"] != SEARCH):
             return message
         query = calls[0]["args"].get("query")
         if not isinstance(query, str) or not query.strip():

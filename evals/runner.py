@@ -12,7 +12,7 @@ from agent.prompt_memory import names
 from evals.degeneration import is_degenerate
 from evals.stats import TaskOutcome
 from tools.data import Task
-from tools.registry import REVIEW, SINGLE_TURN_TOOLS, TOOL_FOR_TYPE
+from tools.registry import REVIEW, SEARCH, SINGLE_TURN_TOOLS
 from tools.scoring import score_call
 
 BATCH = 8  # rows of one batched generate
@@ -42,7 +42,7 @@ def brand_named(task: Task, call: dict | None) -> dict:
     """For a search task answered with a search: whether the query names the target's
     brand (`brand_named`), the stage that decides most of a search's R. Acc; else {}."""
     brand = task.target.product_info.store or ""
-    if task.type != "search" or not brand or call is None or call["name"] != TOOL_FOR_TYPE["search"]:
+    if task.type != "search" or not brand or call is None or call["name"] != SEARCH:
         return {}
     return {"brand_named": names(str(call.get("args", {}).get("query", "")), brand)}
 
