@@ -345,6 +345,37 @@ def test_a_search_names_the_brands_the_user_chose_for_like_items(sample_http, mo
     assert state["messages"][1].tool_calls[0]["args"]["query"] == "Packly trailmo tent"
 
 
+def test_brands_come_from_the_category_the_request_is_about():
+    """With a catalog, brands are the user's own in the request's category, most bought
+    first and the latest among equals, although another brand's item is more alike; a
+    category the user never bought in, or no catalog, falls back to the nearest items."""
+    from agent.prompt_memory import Categories, PastCall, PromptMemory
+
+    catalog = Categories.from_titles([
+        ("Trailmo Dome Tent, 2 person", "Sports"), ("Packly Hiking Backpack", "Sports"),
+        ("Ventro Camping Stove", "Sports"), ("Brewlo Burr Coffee Grinder", "Kitchen"),
+        ("Steamo Coffee Maker", "Kitchen"), ("Yogi Yoga Mat", "Fitness"), ("", "Fitness")])
+    assert catalog.of("a coffee grinder") == "Kitchen"
+    assert catalog.of("new tent") == "Sports"
+    assert catalog.of("something else entirely") is None
+
+    def past(t: float, title: str, brand: str, category: str) -> PastCall:
+        return PastCall("old request", SEARCH["name"], SEARCH["args"], t, title, brand, category)
+
+    calls = [past(1.0, "Trailmo Dome Tent", "Trailmo", "Sports"), past(2.0, "Brewlo Grinder", "Brewlo", "Kitchen"),
+             past(3.0, "Packly Hiking Backpack", "Packly", "Sports"), past(4.0, "Packly Day Pack", "Packly", "Sports"),
+             past(5.0, "Ventro Camping Stove", "Ventro", "Sports"), past(6.0, "Brewlo Tent Stakes", "Brewlo", "")]
+    memory = PromptMemory(load_embedder(), categories=catalog)
+    memory.extend("U1", calls)
+    memory.extend("U2", [past(1.0, "Steamo Coffee Maker", "Steamo", "Kitchen")])
+    assert memory.brands("U1", "a new tent", 3) == ["Packly", "Ventro", "Trailmo"]
+    assert memory.brands("U1", "a coffee grinder", 3) == ["Brewlo"]
+    assert memory.brands("U2", "a new tent", 3) == ["Steamo"]  # no Sports item: nearest ones
+    plain = PromptMemory(load_embedder())
+    plain.extend("U1", calls)
+    assert plain.brands("U1", "a new tent", 1) == ["Trailmo"]
+
+
 def test_brands_never_push_a_query_past_the_shops_limit_nor_fill_an_empty_one():
     from agent.prompt_memory import PastCall, PromptMemory
     from tools.shop.models import MAX_QUERY_CHARS
