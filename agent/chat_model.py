@@ -502,12 +502,13 @@ class _Decoder:
             for row, f in enumerate(prompt.forced)]
         call_start = [lengths[row] - len(f) for row, f in enumerate(prompt.forced)]
         done = [self._ended(row, written[row]) for row in range(rows)]
+        self.kept = list(range(rows))  # the rows the batch still holds, in order
         logits = self._pass(prompt.ids[:, prompt.shared:], positions[:, prompt.shared:],
                             attention[:, prompt.shared:], steer[:, prompt.shared:])
         next_position = lengths
         while not all(done):
             live = [row for row in range(rows) if not done[row]]
-            chosen = self._pick(self.grammar.mask(logits, live))
+            chosen = self._pick(self.grammar.mask(self._all_rows(logits, rows), live))
             runs: list[list[tuple[int, int, bool]]] = [[] for _ in range(rows)]  # (token, position, steered)
             for row in live:
                 new = [chosen[row]]
@@ -525,7 +526,7 @@ class _Decoder:
                 steered = self._steered_now(row, written[row], deciding)
                 if deciding[row] is not None and not steered:  # just decided: read the call again, unsteered
                     start = call_start[row]
-                    self.alive[row, deciding[row]] = False
+                    self.alive[self.kept.index(row), deciding[row]] = False
                     written[row] = self._respelled(written[row])
                     new = list(written[row])
                     deciding[row] = None
@@ -535,8 +536,32 @@ class _Decoder:
                 next_position[row] = start + len(new)
             if all(done):
                 break
-            logits = self._feed(runs, deciding)
+            self._drop([row for row in self.kept if not done[row]])
+            logits = self._feed([runs[row] for row in self.kept], [deciding[row] for row in self.kept])
+        run.rows = None
         return written
+
+    def _drop(self, keep: list[int]) -> None:
+        """Take the rows that have ended out of the batch (cache, masks, vectors): a
+        call ends after a few tokens, a review after dozens, and every row of a pass
+        costs as much as a live one."""
+        if len(keep) == len(self.kept):
+            return
+        index = torch.tensor([self.kept.index(row) for row in keep], device=self.alive.device)
+        for layer in self.cache.layers:
+            layer.batch_select_indices(index)
+        self.alive, self.positions = self.alive[index], self.positions[index]
+        self.kept = keep
+        self.run.rows = torch.tensor(keep, device=self.alive.device)
+
+    def _all_rows(self, logits: torch.Tensor, rows: int) -> torch.Tensor:
+        """The logits of the rows still held, placed at their rows of the whole batch
+        (the others' are zeros, never read)."""
+        if len(self.kept) == rows:
+            return logits
+        full = logits.new_zeros((rows, logits.shape[1]))
+        full[self.kept] = logits
+        return full
 
     def _steered_now(self, row: int, written: list[int], deciding: list[list[int] | None]) -> bool:
         """Whether the tokens `row` feeds next are steered."""

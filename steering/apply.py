@@ -44,6 +44,9 @@ class SteeringRun:
     # (rows, tokens) of the next pass, True where the vectors are added; it replaces
     # `positions` while set, so steering can stop per row in the middle of a generation.
     where: torch.Tensor | None = None
+    # Set by such a caller when it drops rows that have finished from its batch: the
+    # original rows the batch still holds, in order (each keeps its own vector).
+    rows: torch.Tensor | None = None
     _current: torch.Tensor | None = None  # absolute positions of the running forward
 
 
@@ -91,9 +94,10 @@ def steer(
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
         length = tokens.shape[1]
-        if rows_count > 1 and tokens.shape[0] != rows_count:
+        expected = rows_count if run.rows is None else len(run.rows)
+        if rows_count > 1 and tokens.shape[0] != expected:
             raise VectorError(
-                f"{rows_count} per-row vectors given but the batch has {tokens.shape[0]} rows"
+                f"{expected} per-row vectors given but the batch has {tokens.shape[0]} rows"
             )
         if run.prompt_length is None:
             run.prompt_length = past + length
@@ -105,7 +109,7 @@ def steer(
 
         def hook(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
             hidden = hidden_of(output)
-            add = delta[:, None, :]
+            add = (delta if run.rows is None else delta[run.rows])[:, None, :]
             if run.where is not None:
                 if not bool(run.where.any()):
                     return None

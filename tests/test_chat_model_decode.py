@@ -122,9 +122,21 @@ def test_steered_rows_decode_as_their_own_token_by_token_run(family, positions):
     chat = SteeredChatModel(loaded=loaded, max_string_length=6)
     vectors = [vector(loaded, 1), None, vector(loaded, 2), vector(loaded, 3, "mlp.0")]
     expected = [reference(chat, r, TOOLS, 80, v, positions) for r, v in zip(REQUESTS, vectors)]
-    replies = chat.generate_batch([[HumanMessage(r)] for r in REQUESTS], vectors, tools=TOOLS,
-                                  tool_choice="any", steering_positions=positions, max_new_tokens=80)
+    widths: list[int] = []
+
+    def rows_of(_module, _args, kwargs) -> None:
+        if kwargs.get("position_ids") is not None:  # (not the shared prefix, computed once)
+            widths.append(kwargs["input_ids"].shape[0])
+
+    spy = loaded.model.model.register_forward_pre_hook(rows_of, with_kwargs=True)
+    try:
+        replies = chat.generate_batch([[HumanMessage(r)] for r in REQUESTS], vectors, tools=TOOLS,
+                                      tool_choice="any", steering_positions=positions, max_new_tokens=80)
+    finally:
+        spy.remove()
     assert written(replies) == expected
+    # rows that ended left the batch, each keeping its own vector
+    assert widths[0] == len(REQUESTS) and min(widths) < len(REQUESTS) and widths == sorted(widths, reverse=True)
     unsteered = [reference(chat, r, TOOLS, 80) for r in REQUESTS]
     assert expected != unsteered and len(set(expected)) > 1  # the vectors changed calls, not all alike
 
