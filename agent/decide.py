@@ -21,8 +21,8 @@ from agent.methods import Method
 from agent.prompt import as_written, format_tools
 from agent.prompt_memory import PromptMemory, names, render_memory
 from memory.steerer import SteeringDecision
-from tools.registry import SEARCH
-from tools.shop.models import MAX_QUERY_CHARS
+from tools.registry import REVIEW, SEARCH
+from tools.shop.models import MAX_QUERY_CHARS, MAX_REVIEW_CHARS
 
 MAX_REQUEST_CHARS = 2000
 
@@ -96,28 +96,44 @@ class Decider:
                 for row, reply, s in zip(rows, replies, chosen)]
 
     def personal_terms(self, method: Method, row: Row, message: AIMessage) -> AIMessage:
-        """A search call with the brands the user chose for items like this one put
-        before the model's query (`PromptMemory.brands`, `method.brands` of them), the
-        ones it already names left out, as many as keep the query within the shop's limit.
-        Anything else, an empty query (the shop says why it refuses it) and every call of a
-        method without memory (zero-shot) are unchanged. The brands come from the same
-        past calls whether the method steers or prompts, so the two stay comparable."""
+        """The call with what the user's memory knows and a vector cannot spell: a search
+        query gets the brands the user chose for items like this one in front
+        (`PromptMemory.brands`, `method.brands` of them, the ones it already names left
+        out, as many as keep it within the shop's limit); a review gets the user's
+        signature sentence at its end where it lacks it (`PromptMemory.signature`, with
+        `method.signature`). Anything else, an empty query or review (the shop says why it
+        refuses it) and every call of a method without memory (zero-shot) are unchanged.
+        Steering and prompt memory get the same from the same past calls, so they stay
+        comparable."""
         calls = message.tool_calls
-        if (method.brands <= 0 or method.kind not in ("prompt_memory", "steering")
-                or self.prompt_memory is None or not calls or calls[0]["name"] != SEARCH):
+        if method.kind not in ("prompt_memory", "steering") or self.prompt_memory is None or not calls:
             return message
-        query = calls[0]["args"].get("query")
-        if not isinstance(query, str) or not query.strip():
+        name, args = calls[0]["name"], calls[0]["args"]
+        if name == SEARCH and method.brands > 0:
+            key, text, added = "query", args.get("query"), "brands_added"
+            if not isinstance(text, str) or not text.strip():
+                return message
+            brands: list[str] = []
+            for brand in self.prompt_memory.brands(row.user_id, row.request, method.brands):
+                if not names(text, brand) and len(" ".join([*brands, brand, text])) <= MAX_QUERY_CHARS:
+                    brands.append(brand)
+            written, extra = " ".join([*brands, text]), brands
+        elif name == REVIEW and method.signature:
+            key, text, added = "review", args.get("review"), "signature_added"
+            if not isinstance(text, str) or not text.strip():
+                return message
+            signature = self.prompt_memory.signature(row.user_id)
+            if signature is None or names(text, signature):
+                return message
+            written, extra = f"{text.rstrip()} {signature}", [signature]
+            if len(written) > MAX_REVIEW_CHARS:
+                return message
+        else:
             return message
-        brands: list[str] = []
-        for brand in self.prompt_memory.brands(row.user_id, row.request, method.brands):
-            longer = " ".join([*brands, brand, query])
-            if not names(query, brand) and len(longer) <= MAX_QUERY_CHARS:
-                brands.append(brand)
-        if not brands:
+        if not extra:
             return message
-        call = {**calls[0], "args": {**calls[0]["args"], "query": " ".join([*brands, query])}}
-        metadata = {**message.response_metadata, "brands_added": brands}
+        call = {**calls[0], "args": {**args, key: written}}
+        metadata = {**message.response_metadata, added: extra}
         return message.model_copy(update={"tool_calls": [call, *calls[1:]], "response_metadata": metadata})
 
     def choose(self, method: Method, rows: Sequence[Row], tools: Sequence[Any], *,

@@ -53,6 +53,9 @@ class Method:
     # a search query names up to this many brands the user chose for items like the one
     # asked about (agent.prompt_memory.PromptMemory.brands); memory methods only, 0 = off
     brands: int = 0
+    # a review ends with the user's signature sentence
+    # (agent.prompt_memory.PromptMemory.signature); memory methods only
+    signature: bool = False
 
     @property
     def steers(self) -> bool:
@@ -87,7 +90,8 @@ def parse_method(name: str, model_id: str | None = None, **overrides: Any) -> Me
         method = Method(name, "lookup", k=1)
     elif name.startswith("prompt-k") and name[len("prompt-k"):].isdigit():
         method = Method(name, "prompt_memory", k=int(name[len("prompt-k"):]),
-                        brands=int(defaults.get("brands", 0)))
+                        brands=int(defaults.get("brands", 0)),
+                        signature=bool(defaults.get("signature", False)))
     elif name.startswith("steer-"):
         site, _, aggregation = name[len("steer-"):].rpartition("-")
         if site not in STEERING_SITES or aggregation not in AGGREGATIONS:

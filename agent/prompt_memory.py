@@ -9,7 +9,9 @@
   the catalog category the request is about (`Categories`) where the catalog is known.
   A steering vector carries a direction, not the spelling of a brand name the model has
   never seen (docs/results.md, the argument probes), so the names come from memory and
-  the model writes the rest.
+  the model writes the rest;
+- a review by those methods ends with the user's signature (`PromptMemory.signature`):
+  the sentence they write in review after review, whatever the product.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from memory.keys import IntentKeys, lexical_scores
 # is unknown.
 BRAND_NEIGHBOURS = 8
 CATEGORY_NEAREST = 10  # catalog titles that vote for the request's category
+# A signature is a sentence found in at least this many of the user's reviews (one
+# review's own sentence is about that product).
+SIGNATURE_REVIEWS = 2
+SENTENCES = re.compile(r"[^.!?]+[.!?]*")
 WORDS = re.compile(r"[a-z0-9]+")
 
 
@@ -45,6 +51,7 @@ class PastCall:
     item: str = ""  # the product the interaction was about (its title), where known
     brand: str = ""  # that product's brand, where known
     category: str = ""  # that product's catalog category, where known
+    review: str = ""  # the review the user wrote of it, where known
 
 
 @dataclass(frozen=True)
@@ -108,13 +115,14 @@ class PromptMemory:
                     per_user.setdefault(user, []).append(PastCall(
                         request.task, request.gold_call.name, dict(request.gold_call.arguments),
                         float(item.review.timestamp), product.title, product.store or "",
-                        product.main_category or ""))
+                        product.main_category or "", item.review.text))
         for task in dataset.train:
             if (wanted is None or task.user_id in wanted) and task.gold_call is not None:
                 product = task.target.product_info
                 per_user.setdefault(task.user_id, []).append(PastCall(
                     task.task, task.gold_call.name, dict(task.gold_call.arguments), float(task.timestamp),
-                    product.title, product.store or "", product.main_category or ""))
+                    product.title, product.store or "", product.main_category or "",
+                    task.target.review.text))
         for user, calls in per_user.items():
             memory.extend(user, sorted(calls, key=lambda c: c.timestamp))
         return memory
@@ -178,6 +186,26 @@ class PromptMemory:
         for i in np.argsort(-scores, kind="stable")[:neighbours]:
             votes[calls[i].brand] = votes.get(calls[i].brand, 0.0) + float(scores[i])
         return sorted(votes, key=lambda b: -votes[b])[:limit]
+
+    def signature(self, user_id: str | None) -> str | None:
+        """The sentence this user writes in most of their reviews (in at least
+        `SIGNATURE_REVIEWS` of them, without a catalog word, so about no product: a
+        sign-off such as "Would buy again."); the latest among equals; None where they
+        have none. A review's similarity to the user's own rewards their voice, and a
+        vector cannot spell a sentence."""
+        with self._lock:
+            reviews = [c.review for c in self._calls.get(user_id or "", []) if c.review]
+        seen: dict[str, tuple[int, tuple[int, int], str]] = {}  # words: (reviews, latest place, sentence)
+        for when, review in enumerate(reviews):
+            counted: set[str] = set()
+            for place, sentence in enumerate(s.strip() for s in SENTENCES.findall(review)):
+                words = " ".join(WORDS.findall(sentence.lower()))
+                if not words or words in counted or any(w in self.keys.masked for w in words.split()):
+                    continue
+                counted.add(words)
+                seen[words] = (seen.get(words, (0,))[0] + 1, (when, place), sentence)
+        kept = [v for v in seen.values() if v[0] >= SIGNATURE_REVIEWS]
+        return max(kept)[2] if kept else None
 
     def count(self, user_id: str) -> int:
         return len(self._calls.get(user_id, []))

@@ -47,11 +47,12 @@ def brand_named(task: Task, call: dict | None) -> dict:
     return {"brand_named": names(str(call.get("args", {}).get("query", "")), brand)}
 
 
-def _brands_added(decision: Any) -> dict:
-    """The brands memory put into the call's query (`Decider.personal_terms`), if any."""
+def _memory_added(decision: Any) -> dict:
+    """What memory put into the call (`Decider.personal_terms`): the query's brands, the
+    review's signature; absent where nothing."""
     reply = getattr(decision, "reply", None)
-    added = reply.response_metadata.get("brands_added") if reply is not None else None
-    return {"brands_added": list(added)} if added else {}
+    metadata = reply.response_metadata if reply is not None else {}
+    return {key: list(metadata[key]) for key in ("brands_added", "signature_added") if metadata.get(key)}
 
 
 def batches(tasks: Sequence[Task], size: int = BATCH) -> list[list[Task]]:
@@ -76,7 +77,7 @@ def run_single(agent: Any, tasks: Sequence[Task], method: Any, *, batch_size: in
                 malformed=decision.malformed, latency_s=decision.latency_s,
                 steered=bool(decision.steering.get("applied")),
                 arguments=dict(decision.call["args"]) if decision.call else None,
-                extra={**brand_named(task, decision.call), **_brands_added(decision)},
+                extra={**brand_named(task, decision.call), **_memory_added(decision)},
             ))
         if bar is not None:
             bar.update(len(group))

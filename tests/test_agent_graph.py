@@ -392,3 +392,37 @@ def test_brands_never_push_a_query_past_the_shops_limit_nor_fill_an_empty_one():
     assert written("dome tent") == "Trailmo dome tent"
     assert written("x" * MAX_QUERY_CHARS) == "x" * MAX_QUERY_CHARS
     assert written("  ") == "  "
+
+
+def test_a_review_ends_with_the_users_signature_sentence():
+    """The signature is a sentence of at least two of the user's own reviews that names
+    no catalog word, the latest among equals; memory methods append it to a review that
+    lacks it, within the shop's limit; zero-shot, a review that has it and an empty one
+    are unchanged."""
+    from agent.prompt_memory import PastCall, PromptMemory
+    from memory.keys import IntentKeys
+    from tools.shop.models import MAX_REVIEW_CHARS
+
+    def past(review: str) -> PastCall:
+        return PastCall("review it", "add_product_review", {"review": review}, 1.0, "Trailmo Tent", "Trailmo", "", review)
+
+    memory = PromptMemory(load_embedder(), IntentKeys(frozenset({"trailmo", "tent", "stove"})))
+    memory.extend("U1", [past("The Trailmo tent is great. Would buy again."), past("Can't complain! The Trailmo tent is great."),
+                         past("Stove works. Would buy again! Can't complain.")])
+    memory.extend("U2", [past("Would buy again."), past("Solid. Nothing more to say.")])
+    assert memory.signature("U1") == "Can't complain."  # two reviews each; the latest; the tent sentence names the catalog
+    assert memory.signature("U2") is None and memory.signature("U_NOBODY") is None
+    decider = Decider(None, None, memory)
+
+    def written(method: str, review: str, user: str = "U1") -> str:
+        message = AIMessage(content="", tool_calls=[{"name": "add_product_review", "args": {"review": review}, "id": "c"}])
+        return decider.personal_terms(parse_method(method, signature=True), Row(user, "review my stove"),
+                                      message).tool_calls[0]["args"]["review"]
+
+    assert written("steer-whole-attentive", "It heats fast. ") == "It heats fast. Can't complain."
+    assert written("prompt-k1", "It heats fast, can't complain.") == "It heats fast, can't complain."
+    assert written("zero-shot", "It heats fast.") == "It heats fast."
+    assert written("prompt-k1", " ") == " "
+    assert written("prompt-k1", "It heats fast.", "U2") == "It heats fast."
+    long = "x" * (MAX_REVIEW_CHARS - 3)
+    assert written("prompt-k1", long) == long
