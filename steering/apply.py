@@ -109,7 +109,8 @@ def steer(
 
         def hook(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
             hidden = hidden_of(output)
-            add = (delta if run.rows is None else delta[run.rows])[:, None, :]
+            rows_now = delta if run.rows is None or len(delta) == 1 else delta[run.rows]  # one vector: every row
+            add = rows_now[:, None, :]
             if run.where is not None:
                 if not bool(run.where.any()):
                     return None
