@@ -125,7 +125,8 @@ class Decider:
             signature = self.prompt_memory.signature(row.user_id)
             if signature is None or names(text, signature):
                 return message
-            written, extra = f"{text.rstrip()} {signature}", [signature]
+            end = "" if text.rstrip()[-1] in ".!?" else "."
+            written, extra = f"{text.rstrip()}{end} {signature}", [signature]
             if len(written) > MAX_REVIEW_CHARS:
                 return message
         else:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from agent.prompt import as_written, render_call
-from memory.keys import IntentKeys, lexical_scores
+from memory.keys import WORD, IntentKeys, lexical_scores
 
 
 # Chosen with the brand count on non-held-out users of seed 0 (docs/results.md, "Brands
@@ -200,7 +200,8 @@ class PromptMemory:
             counted: set[str] = set()
             for place, sentence in enumerate(s.strip() for s in SENTENCES.findall(review)):
                 words = " ".join(WORDS.findall(sentence.lower()))
-                if not words or words in counted or any(w in self.keys.masked for w in words.split()):
+                catalog = any(w.lower() in self.keys.masked for w in WORD.findall(sentence))  # as masked
+                if not words or words in counted or catalog:
                     continue
                 counted.add(words)
                 seen[words] = (seen.get(words, (0,))[0] + 1, (when, place), sentence)

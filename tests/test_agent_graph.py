@@ -406,11 +406,12 @@ def test_a_review_ends_with_the_users_signature_sentence():
     def past(review: str) -> PastCall:
         return PastCall("review it", "add_product_review", {"review": review}, 1.0, "Trailmo Tent", "Trailmo", "", review)
 
-    memory = PromptMemory(load_embedder(), IntentKeys(frozenset({"trailmo", "tent", "stove"})))
-    memory.extend("U1", [past("The Trailmo tent is great. Would buy again."), past("Can't complain! The Trailmo tent is great."),
-                         past("Stove works. Would buy again! Can't complain.")])
+    memory = PromptMemory(load_embedder(), IntentKeys(frozenset({"trailmo", "tent", "stove", "non-toxic"})))
+    memory.extend("U1", [past("The Trailmo tent is great. Would buy again."),
+                         past("Can't complain! The Trailmo tent is great. Totally non-toxic."),
+                         past("Stove works. Would buy again! Can't complain. Totally non-toxic.")])
     memory.extend("U2", [past("Would buy again."), past("Solid. Nothing more to say.")])
-    assert memory.signature("U1") == "Can't complain."  # two reviews each; the latest; the tent sentence names the catalog
+    assert memory.signature("U1") == "Can't complain."  # two reviews each, the latest; the others name the catalog
     assert memory.signature("U2") is None and memory.signature("U_NOBODY") is None
     decider = Decider(None, None, memory)
 
@@ -420,6 +421,7 @@ def test_a_review_ends_with_the_users_signature_sentence():
                                       message).tool_calls[0]["args"]["review"]
 
     assert written("steer-whole-attentive", "It heats fast. ") == "It heats fast. Can't complain."
+    assert written("steer-whole-attentive", "It heats fast") == "It heats fast. Can't complain."
     assert written("prompt-k1", "It heats fast, can't complain.") == "It heats fast, can't complain."
     assert written("zero-shot", "It heats fast.") == "It heats fast."
     assert written("prompt-k1", " ") == " "
