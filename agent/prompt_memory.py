@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from agent.prompt import as_written, render_call
-from memory.keys import WORD, IntentKeys, lexical_scores
+from memory.keys import WORD, IntentKeys, LexicalIndex
 
 
 # Chosen with the brand count on non-held-out users of seed 0 (docs/results.md, "Brands
@@ -64,7 +64,7 @@ class Categories:
     category for 0.99 of requests; the category of the user's most alike past item, for
     0.85 (docs/results.md, "Brands by category")."""
 
-    titles: tuple[frozenset[str], ...]
+    titles: LexicalIndex  # each title's words, weighted once for every request
     categories: tuple[str, ...]
 
     @classmethod
@@ -72,11 +72,11 @@ class Categories:
         """From (title, category) pairs of the catalog's products."""
         kept = [(frozenset(WORDS.findall(title.lower())), category)
                 for title, category in pairs if category]
-        return cls(tuple(t for t, _ in kept), tuple(c for _, c in kept))
+        return cls(LexicalIndex([t for t, _ in kept]), tuple(c for _, c in kept))
 
     def of(self, text: str) -> str | None:
         """The category of the titles most like `text`; None where no title shares a word."""
-        scores = lexical_scores(set(WORDS.findall(text.lower())), self.titles)
+        scores = self.titles.scores(set(WORDS.findall(text.lower())))
         nearest = [i for i in np.argsort(-scores, kind="stable")[:CATEGORY_NEAREST] if scores[i] > 0]
         if not nearest:
             return None

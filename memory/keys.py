@@ -83,16 +83,28 @@ class IntentKeys:
 
 def lexical_scores(query: set[str], docs: Sequence[set[str]]) -> np.ndarray:
     """Cosine of term sets, each term weighted by its rarity among `docs` (one user's)."""
-    n = len(docs)
-    df = Counter(term for doc in docs for term in doc)
+    return LexicalIndex(docs).scores(query)
 
-    def weight(term: str) -> float:
-        return math.log((n + 1) / (df.get(term, 0) + 0.5))
 
-    query_norm = math.sqrt(sum(weight(t) ** 2 for t in query))
-    out = np.zeros(n, np.float64)
-    for i, doc in enumerate(docs):
-        shared = sum(weight(t) ** 2 for t in query & doc)
-        if shared > 0:
-            out[i] = shared / (query_norm * math.sqrt(sum(weight(t) ** 2 for t in doc)))
-    return out
+class LexicalIndex:
+    """`lexical_scores` against fixed docs: their rarity weights and norms are computed
+    once, for docs scored again on every request (the catalog's titles)."""
+
+    def __init__(self, docs: Sequence[set[str]]) -> None:
+        self.docs = list(docs)
+        self._unseen = math.log((len(self.docs) + 1) / 0.5)
+        df = Counter(term for doc in self.docs for term in doc)
+        self._weights = {term: math.log((len(self.docs) + 1) / (count + 0.5)) for term, count in df.items()}
+        self._norms = [math.sqrt(sum(self._weight(t) ** 2 for t in doc)) for doc in self.docs]
+
+    def _weight(self, term: str) -> float:
+        return self._weights.get(term, self._unseen)
+
+    def scores(self, query: set[str]) -> np.ndarray:
+        query_norm = math.sqrt(sum(self._weight(t) ** 2 for t in query))
+        out = np.zeros(len(self.docs), np.float64)
+        for i, doc in enumerate(self.docs):
+            shared = sum(self._weight(t) ** 2 for t in query & doc)
+            if shared > 0:
+                out[i] = shared / (query_norm * self._norms[i])
+        return out
