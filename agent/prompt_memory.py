@@ -6,7 +6,8 @@
 - `nearest-call` copies the most similar one;
 - the search query of every method that reads memory (prompt-k*, steer-*) gets the
   brands the user chose for items like the one asked about (`PromptMemory.brands`): in
-  the catalog category the request is about (`Categories`) where the catalog is known.
+  the catalog category the request is about (`Categories`) where the catalog is known,
+  the brands their profile declares there first.
   A steering vector carries a direction, not the spelling of a brand name the model has
   never seen (docs/results.md, the argument probes), so the names come from memory and
   the model writes the rest;
@@ -66,13 +67,19 @@ class Categories:
 
     titles: LexicalIndex  # each title's words, weighted once for every request
     categories: tuple[str, ...]
+    sold: dict[str, frozenset[str]]  # category: the brands the catalog sells in it
 
     @classmethod
-    def from_titles(cls, pairs: Iterable[tuple[str, str]]) -> Categories:
-        """From (title, category) pairs of the catalog's products."""
-        kept = [(frozenset(WORDS.findall(title.lower())), category)
-                for title, category in pairs if category]
-        return cls(LexicalIndex([t for t, _ in kept]), tuple(c for _, c in kept))
+    def from_products(cls, products: Iterable[tuple[str, str, str]]) -> Categories:
+        """From (title, category, brand) triples of the catalog's products."""
+        kept = [(frozenset(WORDS.findall(title.lower())), category, brand)
+                for title, category, brand in products if category]
+        sold: dict[str, set[str]] = {}
+        for _, category, brand in kept:
+            if brand:
+                sold.setdefault(category, set()).add(brand)
+        return cls(LexicalIndex([t for t, _, _ in kept]), tuple(c for _, c, _ in kept),
+                   {category: frozenset(brands) for category, brands in sold.items()})
 
     def of(self, text: str) -> str | None:
         """The category of the titles most like `text`; None where no title shares a word."""
@@ -93,6 +100,7 @@ class PromptMemory:
     keys: IntentKeys = field(default_factory=IntentKeys)
     categories: Categories | None = None  # None where there is no catalog
     _calls: dict[str, list[PastCall]] = field(default_factory=dict)
+    _declared: dict[str, tuple[str, ...]] = field(default_factory=dict)  # user: profile's brands
     _embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     _items: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)  # user: (calls seen, embeddings)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -100,10 +108,14 @@ class PromptMemory:
     @classmethod
     def from_dataset(cls, dataset: Any, embedder: Any, users: list[str] | None = None,
                      keys: IntentKeys | None = None) -> PromptMemory:
-        """History requests and train tasks of each user, in time order."""
-        memory = cls(embedder, keys or IntentKeys(), Categories.from_titles(
-            (p.title, p.main_category or "") for p in dataset.products.values()))
+        """History requests and train tasks of each user, in time order, and the brands
+        each user's profile declares."""
+        memory = cls(embedder, keys or IntentKeys(), Categories.from_products(
+            (p.title, p.main_category or "", p.store or "") for p in dataset.products.values()))
         wanted = set(users) if users is not None else None
+        for user, profile in dataset.profiles.items():
+            if wanted is None or user in wanted:
+                memory.declare(user, [b.strip() for b in profile.brand_preference.split(",")])
         per_user: dict[str, list[PastCall]] = {}
         for user, items in dataset.histories.items():
             if wanted is not None and user not in wanted:
@@ -126,6 +138,12 @@ class PromptMemory:
         for user, calls in per_user.items():
             memory.extend(user, sorted(calls, key=lambda c: c.timestamp))
         return memory
+
+    def declare(self, user_id: str, brands: Iterable[str]) -> None:
+        """The brands a user says they prefer (PersonalWAB's profile field "Brand
+        Preference"), whatever they bought so far."""
+        with self._lock:
+            self._declared[user_id] = tuple(b for b in brands if b)
 
     def extend(self, user_id: str, calls: list[PastCall]) -> None:
         if not calls:
@@ -157,25 +175,34 @@ class PromptMemory:
         """Up to `limit` brands of the user's past items like what the request is about,
         best first. A user buys from one to three brands per kind of item and a request
         does not say which, so more than one can be worth naming. Where the request's
-        catalog category is known and the user has bought in it, its brands rank by how
-        often they were bought there, the latest first among equals (tastes drift).
-        Otherwise each of the `neighbours` past items nearest to the request (MiniLM over
-        its catalog words, `IntentKeys.subject`, against the item's title) votes for its
-        brand with its similarity. No brands for an unknown user or one whose items have
-        none; never another user's. There is no similarity floor: a brand of a less alike
-        item costs a search little, and the count was chosen with none."""
+        catalog category is known, the brands the user's profile declares that the
+        catalog sells there come first (a user may not have bought from a brand they like
+        yet), then the ones they bought there, each by how often they were bought there,
+        the latest first among equals (tastes drift). Otherwise each of the `neighbours`
+        past items nearest to the request (MiniLM over its catalog words,
+        `IntentKeys.subject`, against the item's title) votes for its brand with its
+        similarity. No brands for an unknown user or one whose items have none; never
+        another user's. There is no similarity floor: a brand of a less alike item costs
+        a search little, and the count was chosen with none."""
         with self._lock:
             calls = [c for c in self._calls.get(user_id or "", []) if c.brand and c.item]
+            declared = self._declared.get(user_id or "", ())
             cached = self._items.get(user_id or "")
-        if limit <= 0 or not calls:
+        if limit <= 0 or not (calls or declared):
             return []
         subject = self.keys.subject(request)
         category = self.categories.of(subject) if self.categories is not None else None
+        sold = self.categories.sold.get(category, frozenset()) if category else frozenset()
+        liked = [b for b in declared if b in sold]
         inside = [c for c in calls if category and c.category == category]
-        if inside:
+        if liked or inside:
             counts = Counter(c.brand for c in inside)
             latest = {c.brand: c.timestamp for c in sorted(inside, key=lambda c: c.timestamp)}
-            return sorted(counts, key=lambda b: (-counts[b], -latest[b]))[:limit]
+            ranked = sorted(set(liked) | set(counts),
+                            key=lambda b: (b not in liked, -counts[b], -latest.get(b, 0.0), b))
+            return ranked[:limit]
+        if not calls:
+            return []
         if cached is None or cached[0] != len(calls):
             cached = (len(calls), self.embedder.embed([c.item for c in calls]))
             with self._lock:

@@ -346,15 +346,19 @@ def test_a_search_names_the_brands_the_user_chose_for_like_items(sample_http, mo
 
 
 def test_brands_come_from_the_category_the_request_is_about():
-    """With a catalog, brands are the user's own in the request's category, most bought
-    first and the latest among equals, although another brand's item is more alike; a
-    category the user never bought in, or no catalog, falls back to the nearest items."""
+    """With a catalog, brands are the user's own in the request's category: the ones
+    their profile declares that the catalog sells there first, then the most bought and
+    the latest among equals, although another brand's item is more alike; a category
+    the user neither bought in nor declares a brand for, or no catalog, falls back to
+    the nearest items."""
     from agent.prompt_memory import Categories, PastCall, PromptMemory
 
-    catalog = Categories.from_titles([
-        ("Trailmo Dome Tent, 2 person", "Sports"), ("Packly Hiking Backpack", "Sports"),
-        ("Ventro Camping Stove", "Sports"), ("Brewlo Burr Coffee Grinder", "Kitchen"),
-        ("Steamo Coffee Maker", "Kitchen"), ("Yogi Yoga Mat", "Fitness"), ("", "Fitness")])
+    catalog = Categories.from_products([
+        ("Trailmo Dome Tent, 2 person", "Sports", "Trailmo"), ("Packly Hiking Backpack", "Sports", "Packly"),
+        ("Ventro Camping Stove", "Sports", "Ventro"), ("Hikra Trail Tent", "Sports", "Hikra"),
+        ("Brewlo Burr Coffee Grinder", "Kitchen", "Brewlo"), ("Steamo Coffee Maker", "Kitchen", "Steamo"),
+        ("Yogi Yoga Mat", "Fitness", "Yogi"), ("", "Fitness", "Nameless")])
+    assert catalog.sold["Sports"] == {"Trailmo", "Packly", "Ventro", "Hikra"}
     assert catalog.of("a coffee grinder") == "Kitchen"
     assert catalog.of("new tent") == "Sports"
     assert catalog.of("something else entirely") is None
@@ -371,6 +375,17 @@ def test_brands_come_from_the_category_the_request_is_about():
     assert memory.brands("U1", "a new tent", 3) == ["Packly", "Ventro", "Trailmo"]
     assert memory.brands("U1", "a coffee grinder", 3) == ["Brewlo"]
     assert memory.brands("U2", "a new tent", 3) == ["Steamo"]  # no Sports item: nearest ones
+    # declared brands the catalog sells in the category lead, bought or not; a declared
+    # brand of another category, or one the catalog does not sell, is not named
+    memory.declare("U1", ["Hikra", "Steamo", "Unknownco", "Ventro"])
+    assert memory.brands("U1", "a new tent", 3) == ["Ventro", "Hikra", "Packly"]
+    assert memory.brands("U1", "a new tent", 5) == ["Ventro", "Hikra", "Packly", "Trailmo"]
+    memory.declare("U2", ["Hikra"])
+    assert memory.brands("U2", "a new tent", 3) == ["Hikra"]
+    memory.declare("U3", ["Hikra"])  # a profile and no purchases yet
+    assert memory.brands("U3", "a new tent", 3) == ["Hikra"]
+    assert memory.brands("U3", "a yoga mat", 3) == []
+    assert memory.brands("U4", "a new tent", 3) == []  # an unknown user: nothing, never U1's
     plain = PromptMemory(load_embedder())
     plain.extend("U1", calls)
     assert plain.brands("U1", "a new tent", 1) == ["Trailmo"]
