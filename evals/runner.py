@@ -47,10 +47,9 @@ def brand_named(task: Task, call: dict | None) -> dict:
     return {"brand_named": names(str(call.get("args", {}).get("query", "")), brand)}
 
 
-def _memory_added(decision: Any) -> dict:
-    """What memory put into the call (`Decider.personal_terms`): the query's brands, the
-    review's signature; absent where nothing."""
-    reply = getattr(decision, "reply", None)
+def _memory_added(reply: Any) -> dict:
+    """What memory put into a call (`Decider.personal_terms`, recorded on the reply that
+    made it): the query's brands, the review's signature; absent where nothing."""
     metadata = reply.response_metadata if reply is not None else {}
     return {key: list(metadata[key]) for key in ("brands_added", "signature_added") if metadata.get(key)}
 
@@ -77,7 +76,7 @@ def run_single(agent: Any, tasks: Sequence[Task], method: Any, *, batch_size: in
                 malformed=decision.malformed, latency_s=decision.latency_s,
                 steered=bool(decision.steering.get("applied")),
                 arguments=dict(decision.call["args"]) if decision.call else None,
-                extra={**brand_named(task, decision.call), **_memory_added(decision)},
+                extra={**brand_named(task, decision.call), **_memory_added(decision.reply)},
             ))
         if bar is not None:
             bar.update(len(group))
@@ -105,7 +104,9 @@ def run_multi(agent: Any, tasks: Sequence[Task], method: Any, *, max_steps: int 
     """The full graph per task with a rule-based simulated user answering `respond`.
 
     Scored on the last shop call of the episode (PersonalWAB scores the final action);
-    steps count every action the agent took. Needs the generator's hidden preferences.
+    steps count every action the agent took, and the report keeps their tool names
+    (`actions`) so a reader sees where an episode spent its steps. Needs the generator's
+    hidden preferences.
     """
     from langchain_core.messages import AIMessage
 
@@ -121,10 +122,11 @@ def run_multi(agent: Any, tasks: Sequence[Task], method: Any, *, max_steps: int 
                              products=agent.dataset.products)
         episode = agent.run(task.user_id, user.opening(), track="multi", method=method,
                             simulated_user=lambda message, user=user: user.respond(message).text)
-        calls = [m.tool_calls[0] for m in episode.messages
-                 if isinstance(m, AIMessage) and m.tool_calls]
-        shop_calls = [{"name": c["name"], "args": dict(c["args"])} for c in calls
-                      if c["name"] in SINGLE_TURN_TOOLS]
+        replies = [m for m in episode.messages if isinstance(m, AIMessage) and m.tool_calls]
+        calls = [m.tool_calls[0] for m in replies]
+        shop = [(m, {"name": c["name"], "args": dict(c["args"])}) for m, c in zip(replies, calls)
+                if c["name"] in SINGLE_TURN_TOOLS]
+        shop_calls = [call for _, call in shop]
         final = shop_calls[-1] if shop_calls else None
         f_acc, r_acc = score_executed(agent, task, final) if final else (0.0, 0.0)
         steps = max(1, len(calls))
@@ -134,7 +136,8 @@ def run_multi(agent: Any, tasks: Sequence[Task], method: Any, *, max_steps: int 
             malformed=not calls, latency_s=episode.latency_s / steps, steps=steps,
             steered=bool(episode.steering.get("applied")),
             arguments=dict(final["args"]) if final else None,
-            extra=brand_named(task, final),
+            extra={**brand_named(task, final), **_memory_added(shop[-1][0] if shop else None),
+                   "actions": [c["name"] for c in calls]},
         ))
         if bar is not None:
             bar.update(1)

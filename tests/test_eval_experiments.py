@@ -162,3 +162,21 @@ def test_many_layers_are_swept_at_smaller_strengths(monkeypatch) -> None:
     many = [s["alpha"] for s in settings if len(s["layers"]) == 15 and s["site"] == "whole"]
     assert one == list(sweep.ALPHAS) and many == [a / sweep.MANY_LAYERS for a in sweep.ALPHAS]
     assert sweep._span(list(range(15))) == "0-14" and sweep._span([6, 10, 14]) == "6+10+14"
+
+
+def test_multi_turn_outcomes_keep_each_episodes_actions(ctx) -> None:
+    """The multi-turn track scores an episode's last shop call and keeps the tool of every
+    action the agent took, so its step count can be read action by action."""
+    from tools.registry import TOOL_FOR_TYPE
+
+    section = run_track(ctx, "multi", ctx.tasks[:3], [ctx.method("prompt-k1")])
+    summary = section["methods"]["prompt-k1"]
+    shop = set(TOOL_FOR_TYPE.values())
+    for outcome in summary["outcomes"]:
+        actions = outcome["actions"]
+        assert 1 <= len(actions) <= 6 and all(isinstance(a, str) and a for a in actions)
+        last_shop = [a for a in actions if a in shop]
+        assert outcome["tool"] == (last_shop[-1] if last_shop else None)
+        if outcome["tool"] != "search_product_by_query":
+            assert "brands_added" not in outcome
+    assert summary["avg_steps"] == sum(len(o["actions"]) for o in summary["outcomes"]) / 3
