@@ -7,6 +7,12 @@
 - `user` (multi-turn with a simulated user) answers a `respond` call;
 - `memory` hands the completed episode to the background memory writer.
 
+With a simulated user, an episode follows PersonalWAB's multi-turn protocol: the agent
+talks (`respond`) as long as it needs, and its first shop action (search, recommend,
+review) is its answer and ends the episode, as does a user who says they are done
+(`tools.simulated_user.STOP`) or the step limit. In a chat with a person the agent goes
+on after an action until it stops, asks, or reaches the limit.
+
 The steering vector travels in the state as plain lists of floats, so a checkpointed
 episode resumes with exactly the steering it had.
 """
@@ -28,12 +34,14 @@ from agent.decide import Decider, Row, clean_request
 from agent.methods import Method
 from memory.steerer import SteeringDecision
 from steering import SteeringVector
-from tools.registry import RESPOND, STOP
+from tools.registry import RESPOND, STOP, TOOL_FOR_TYPE
+from tools.simulated_user import STOP as USER_DONE
 
 log = logging.getLogger(__name__)
 
 ENDING_TOOLS = (STOP,)
 TALK_TOOL = RESPOND
+ACTIONS = tuple(TOOL_FOR_TYPE.values())  # what answers a benchmark task
 
 
 class AgentState(TypedDict, total=False):
@@ -82,7 +90,7 @@ def build_graph(deps: AgentDeps, checkpointer: Any | None = None):
     graph.add_edge("steer", "llm")
     graph.add_conditional_edges("llm", after_llm, ["tools", "memory"])
     graph.add_conditional_edges("tools", lambda state, config: after_tools(state, config, deps), ["llm", "user", "memory", END])
-    graph.add_edge("user", "steer")
+    graph.add_conditional_edges("user", after_user, ["steer", "memory"])
     graph.add_edge("memory", END)
     return graph.compile(checkpointer=checkpointer)
 
@@ -180,7 +188,14 @@ def after_tools(state: AgentState, config: RunnableConfig, deps: AgentDeps) -> s
         return "memory"
     if call["name"] == TALK_TOOL:
         return "user" if _simulated_user(config) else END
+    if call["name"] in ACTIONS and _simulated_user(config):
+        return "memory"  # the benchmark's answer: scored as it is, nothing after it
     return "llm"
+
+
+def after_user(state: AgentState) -> str:
+    """A simulated user who is done (satisfied earlier, or out of patience) ends it."""
+    return "memory" if str(state["messages"][-1].content).strip() == USER_DONE else "steer"
 
 
 def user_node(state: AgentState, config: RunnableConfig) -> dict[str, Any]:

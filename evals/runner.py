@@ -12,7 +12,7 @@ from agent.prompt_memory import names
 from evals.degeneration import is_degenerate
 from evals.stats import TaskOutcome
 from tools.data import Task
-from tools.registry import REVIEW, SEARCH, SINGLE_TURN_TOOLS
+from tools.registry import REVIEW, SEARCH, TOOL_FOR_TYPE
 from tools.scoring import score_call
 
 BATCH = 8  # rows of one batched generate
@@ -103,10 +103,11 @@ def run_multi(agent: Any, tasks: Sequence[Task], method: Any, *, max_steps: int 
               seed: int = 0, bar: Any = None) -> list[TaskOutcome]:
     """The full graph per task with a rule-based simulated user answering `respond`.
 
-    Scored on the last shop call of the episode (PersonalWAB scores the final action);
-    steps count every action the agent took, and the report keeps their tool names
-    (`actions`) so a reader sees where an episode spent its steps. Needs the generator's
-    hidden preferences.
+    PersonalWAB's protocol (`agent.graph`): the agent may talk first, and its first shop
+    action (search, recommend, review) ends the episode and is scored; an episode the
+    user or the step limit ends before any action scores 0. Steps count every action
+    the agent took, and the report keeps their tool names (`actions`) so a reader sees
+    where an episode spent its steps. Needs the generator's hidden preferences.
     """
     from langchain_core.messages import AIMessage
 
@@ -125,7 +126,7 @@ def run_multi(agent: Any, tasks: Sequence[Task], method: Any, *, max_steps: int 
         replies = [m for m in episode.messages if isinstance(m, AIMessage) and m.tool_calls]
         calls = [m.tool_calls[0] for m in replies]
         shop = [(m, {"name": c["name"], "args": dict(c["args"])}) for m, c in zip(replies, calls)
-                if c["name"] in SINGLE_TURN_TOOLS]
+                if c["name"] in TOOL_FOR_TYPE.values()]
         shop_calls = [call for _, call in shop]
         final = shop_calls[-1] if shop_calls else None
         f_acc, r_acc = score_executed(agent, task, final) if final else (0.0, 0.0)

@@ -178,7 +178,9 @@ def test_a_tool_error_goes_back_to_the_model_once_then_is_reported(sample_http, 
     assert "B0NOSUCH99" in state["messages"][-1].content
 
 
-def test_multi_turn_with_a_simulated_user_until_stop(sample_http, model, store):
+def test_multi_turn_with_a_simulated_user_ends_at_the_first_action(sample_http, model, store):
+    """PersonalWAB's protocol: talk as long as needed; the first shop action answers the
+    task and ends the episode. With a person instead, the agent goes on after it."""
     talk = {"name": "respond", "args": {"content": "Which brand do you like?"}}
     stop = {"name": "stop", "args": {}}
     answers = []
@@ -192,8 +194,28 @@ def test_multi_turn_with_a_simulated_user_until_stop(sample_http, model, store):
     )
     assert answers == ["Which brand do you like?"]
     assert [c["name"] for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls] == [
-        "respond", "search_product_by_query", "stop"]
-    assert state["steps"] == 3 and len(state["steering_log"]) == 2  # steered before each generation
+        "respond", "search_product_by_query"]
+    assert isinstance(state["messages"][-1], ToolMessage) and "Backpacking Tent" in state["messages"][-1].content
+    assert state["steps"] == 2 and len(state["steering_log"]) == 2  # steered before each generation
+    chat, deps = make(sample_http, model, store, [SEARCH, stop])
+    state = build_graph(deps).invoke(  # no simulated user: a person reads the results
+        {"messages": [HumanMessage("something for camping")], "user_id": "U_CAMPER01", "track": "multi"},
+        {"configurable": {"thread_id": "p"}},
+    )
+    assert state["steps"] == 2 and state["messages"][-2].tool_calls[0]["name"] == "stop"
+
+
+def test_a_simulated_user_who_is_done_ends_the_episode(sample_http, model, store):
+    from tools.simulated_user import STOP as USER_DONE
+
+    talk = {"name": "respond", "args": {"content": "Which brand do you like?"}}
+    chat, deps = make(sample_http, model, store, [talk, SEARCH])
+    state = build_graph(deps).invoke(
+        {"messages": [HumanMessage("something for camping")], "user_id": "U_CAMPER01", "track": "multi"},
+        {"configurable": {"thread_id": "done", "simulated_user": lambda text: USER_DONE}},
+    )
+    assert len(chat.seen) == 1 and state["steps"] == 1
+    assert state["messages"][-1].content == USER_DONE and state["memory"]["queued"] is False
 
 
 def test_a_question_the_user_already_answered_is_replaced_by_an_action(sample_http, model, store):
@@ -207,8 +229,8 @@ def test_a_question_the_user_already_answered_is_replaced_by_an_action(sample_ht
         {"configurable": {"thread_id": "again", "simulated_user": lambda text: "Northpeak, please"}},
     )
     assert [c["name"] for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls] == [
-        "respond", "respond", "search_product_by_query", "stop"]
-    assert len(chat.seen) == 5 and state["steps"] == 4  # asked again, without respond bound
+        "respond", "respond", "search_product_by_query"]
+    assert len(chat.seen) == 4 and state["steps"] == 3  # asked again, without respond bound
     assert "respond" in chat.seen[2]["bound"]
     assert not {"respond", "stop"} & set(chat.seen[3]["bound"]) and SEARCH["name"] in chat.seen[3]["bound"]
     assert any("replaced by an action" in n for n in state["notices"])

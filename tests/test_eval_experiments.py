@@ -165,8 +165,9 @@ def test_many_layers_are_swept_at_smaller_strengths(monkeypatch) -> None:
 
 
 def test_multi_turn_outcomes_keep_each_episodes_actions(ctx) -> None:
-    """The multi-turn track scores an episode's last shop call and keeps the tool of every
-    action the agent took, so its step count can be read action by action."""
+    """The multi-turn track scores the shop action that ended an episode (nothing comes
+    after it) and keeps the tool of every action the agent took, so its step count can
+    be read action by action."""
     from tools.registry import TOOL_FOR_TYPE
 
     section = run_track(ctx, "multi", ctx.tasks[:3], [ctx.method("prompt-k1")])
@@ -177,6 +178,8 @@ def test_multi_turn_outcomes_keep_each_episodes_actions(ctx) -> None:
         assert 1 <= len(actions) <= 6 and all(isinstance(a, str) and a for a in actions)
         last_shop = [a for a in actions if a in shop]
         assert outcome["tool"] == (last_shop[-1] if last_shop else None)
+        # the action ends the episode; an action the shop refused gets one more try
+        assert len(last_shop) <= 2 and (not last_shop or actions[-1] == outcome["tool"])
         if outcome["tool"] != "search_product_by_query":
             assert "brands_added" not in outcome
     assert summary["avg_steps"] == sum(len(o["actions"]) for o in summary["outcomes"]) / 3
