@@ -31,9 +31,9 @@ from memory.keys import WORD, IntentKeys, LexicalIndex
 
 
 # Chosen with the brand count on non-held-out users of seed 0 (docs/results.md, "Brands
-# in search queries"): 296 searches with the item's name as the query, then 85 with the
-# default method's own queries. The neighbours vote only where the request's category
-# is unknown.
+# in search queries", "Brands the profile declares"): 296 searches with the item's name
+# as the query, then 85 with the default method's own queries. The neighbours vote only
+# where the request's category is unknown.
 BRAND_NEIGHBOURS = 8
 CATEGORY_NEAREST = 10  # catalog titles that vote for the request's category
 # A signature is a sentence found in at least this many of the user's reviews (one
