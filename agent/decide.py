@@ -21,7 +21,7 @@ from agent.methods import Method
 from agent.prompt import as_written, format_tools
 from agent.prompt_memory import PromptMemory, names, render_memory
 from memory.steerer import SteeringDecision
-from tools.registry import REVIEW, SEARCH
+from tools.registry import RECOMMEND, REVIEW, SEARCH
 from tools.shop.models import MAX_QUERY_CHARS, MAX_REVIEW_CHARS
 
 MAX_REQUEST_CHARS = 2000
@@ -101,8 +101,11 @@ class Decider:
         (`PromptMemory.brands`, `method.brands` of them, the ones it already names left
         out, as many as keep it within the shop's limit); a review gets the user's
         signature sentence at its end where it lacks it (`PromptMemory.signature`, with
-        `method.signature`). Anything else, an empty query or review (the shop says why it
-        refuses it) and every call of a method without memory (zero-shot) are unchanged.
+        `method.signature`); a recommendation that names no products gets the user's
+        purchases in the request's category (`PromptMemory.purchases`, with
+        `method.category_purchases`; without any there, the shop reads all of them).
+        Anything else, an empty query or review (the shop says why it refuses it) and
+        every call of a method without memory (zero-shot) are unchanged.
         Steering and prompt memory get the same from the same past calls, so they stay
         comparable."""
         calls = message.tool_calls
@@ -129,6 +132,9 @@ class Decider:
             written, extra = f"{text.rstrip()}{end} {signature}", [signature]
             if len(written) > MAX_REVIEW_CHARS:
                 return message
+        elif name == RECOMMEND and method.category_purchases and not args.get("product_sequence"):
+            key, added = "product_sequence", "purchases_added"
+            written = extra = self.prompt_memory.purchases(row.user_id, row.request)
         else:
             return message
         if not extra:

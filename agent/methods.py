@@ -56,6 +56,9 @@ class Method:
     # a review ends with the user's signature sentence
     # (agent.prompt_memory.PromptMemory.signature); memory methods only
     signature: bool = False
+    # a recommendation that names no products reads the user's purchases in the
+    # request's category (agent.prompt_memory.PromptMemory.purchases); memory methods only
+    category_purchases: bool = False
 
     @property
     def steers(self) -> bool:
@@ -91,7 +94,8 @@ def parse_method(name: str, model_id: str | None = None, **overrides: Any) -> Me
     elif name.startswith("prompt-k") and name[len("prompt-k"):].isdigit():
         method = Method(name, "prompt_memory", k=int(name[len("prompt-k"):]),
                         brands=int(defaults.get("brands", 0)),
-                        signature=bool(defaults.get("signature", False)))
+                        signature=bool(defaults.get("signature", False)),
+                        category_purchases=bool(defaults.get("category_purchases", False)))
     elif name.startswith("steer-"):
         site, _, aggregation = name[len("steer-"):].rpartition("-")
         if site not in STEERING_SITES or aggregation not in AGGREGATIONS:

@@ -12,7 +12,9 @@
   never seen (docs/results.md, the argument probes), so the names come from memory and
   the model writes the rest;
 - a review by those methods ends with the user's signature (`PromptMemory.signature`):
-  the sentence they write in review after review, whatever the product.
+  the sentence they write in review after review, whatever the product;
+- a recommendation by those methods that names no products reads the user's purchases
+  in the request's category (`PromptMemory.purchases`), not all of them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from agent.prompt import as_written, render_call
 from memory.keys import WORD, IntentKeys, LexicalIndex
+from tools.registry import MAX_SEQUENCE
 
 
 # Chosen with the brand count on non-held-out users of seed 0 (docs/results.md, "Brands
@@ -53,6 +56,7 @@ class PastCall:
     brand: str = ""  # that product's brand, where known
     category: str = ""  # that product's catalog category, where known
     review: str = ""  # the review the user wrote of it, where known
+    bought: str = ""  # the product's ASIN where the interaction is a purchase of the user's history
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ class PromptMemory:
                     per_user.setdefault(user, []).append(PastCall(
                         request.task, request.gold_call.name, dict(request.gold_call.arguments),
                         float(item.review.timestamp), product.title, product.store or "",
-                        product.main_category or "", item.review.text))
+                        product.main_category or "", item.review.text, product.parent_asin))
         for task in dataset.train:
             if (wanted is None or task.user_id in wanted) and task.gold_call is not None:
                 product = task.target.product_info
@@ -213,6 +217,21 @@ class PromptMemory:
         for i in np.argsort(-scores, kind="stable")[:neighbours]:
             votes[calls[i].brand] = votes.get(calls[i].brand, 0.0) + float(scores[i])
         return sorted(votes, key=lambda b: -votes[b])[:limit]
+
+    def purchases(self, user_id: str | None, request: str, limit: int = MAX_SEQUENCE) -> list[str]:
+        """The user's latest `limit` purchases (ASINs, oldest first) in the catalog category
+        the request is about; none where the category is unknown or they never bought
+        there. The shop's recommender reads a sequence's products alike, and a user's
+        purchases span several categories while a request asks about one."""
+        if self.categories is None or limit <= 0:
+            return []
+        with self._lock:
+            calls = [c for c in self._calls.get(user_id or "", []) if c.bought]
+        if not calls:
+            return []
+        category = self.categories.of(self.keys.subject(request))
+        inside = sorted((c for c in calls if category and c.category == category), key=lambda c: c.timestamp)
+        return [c.bought for c in inside][-limit:]
 
     def signature(self, user_id: str | None) -> str | None:
         """The sentence this user writes in most of their reviews (in at least

@@ -413,6 +413,43 @@ def test_brands_come_from_the_category_the_request_is_about():
     assert plain.brands("U1", "a new tent", 1) == ["Trailmo"]
 
 
+def test_a_recommendation_reads_the_purchases_in_the_requests_category():
+    """A memory method's recommendation that names no products gets the user's own
+    purchases in the category the request is about, oldest first; one that names
+    products, a request of an unknown category, another user and zero-shot keep theirs."""
+    from agent.prompt_memory import Categories, PastCall, PromptMemory
+
+    catalog = Categories.from_products([
+        ("Trailmo Dome Tent", "Sports", "Trailmo"), ("Packly Hiking Backpack", "Sports", "Packly"),
+        ("Brewlo Burr Coffee Grinder", "Kitchen", "Brewlo")])
+
+    def bought(t: float, title: str, category: str, asin: str) -> PastCall:
+        return PastCall("old request", SEARCH["name"], SEARCH["args"], t, title, "", category, "", asin)
+
+    memory = PromptMemory(load_embedder(), categories=catalog)
+    memory.extend("U1", [bought(3.0, "Packly Hiking Backpack", "Sports", "B0PACK0001"),
+                         bought(1.0, "Trailmo Dome Tent", "Sports", "B0TENT0001"),
+                         bought(2.0, "Brewlo Burr Coffee Grinder", "Kitchen", "B0GRND0001"),
+                         PastCall("a tent", SEARCH["name"], SEARCH["args"], 4.0, "Trailmo Dome Tent", "", "Sports")])
+    decider = Decider(None, None, memory)
+
+    def sequence(method: str, user: str, request: str, args: dict) -> Any:
+        message = AIMessage(content="", tool_calls=[{"name": RECOMMEND["name"], "args": args, "id": "c"}])
+        made = decider.personal_terms(parse_method(method), Row(user, request), message)
+        return made.tool_calls[0]["args"].get("product_sequence"), made.response_metadata.get("purchases_added")
+
+    assert sequence("prompt-k1", "U1", "recommend me a new tent", {}) == (["B0TENT0001", "B0PACK0001"],) * 2
+    assert sequence("steer-whole-attentive", "U1", "a coffee grinder to go with my beans",
+                    {"product_sequence": []}) == (["B0GRND0001"],) * 2
+    assert sequence("prompt-k1", "U1", "recommend a tent", {"product_sequence": ["B0GRND0001"]}) == (["B0GRND0001"], None)
+    assert sequence("prompt-k1", "U1", "something else entirely", {}) == (None, None)
+    assert sequence("prompt-k1", "U2", "recommend me a new tent", {}) == (None, None)
+    assert sequence("zero-shot", "U1", "recommend me a new tent", {}) == (None, None)
+    off = replace(parse_method("prompt-k1"), category_purchases=False)
+    message = AIMessage(content="", tool_calls=[{"name": RECOMMEND["name"], "args": {}, "id": "c"}])
+    assert decider.personal_terms(off, Row("U1", "recommend me a new tent"), message).tool_calls[0]["args"] == {}
+
+
 def test_brands_never_push_a_query_past_the_shops_limit_nor_fill_an_empty_one():
     from agent.prompt_memory import PastCall, PromptMemory
     from tools.shop.models import MAX_QUERY_CHARS
