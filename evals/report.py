@@ -172,7 +172,10 @@ def render_markdown(report: dict) -> str:
         lines += [f"## {track.title()}-turn track ({section['tasks']} tasks)", ""]
         lines += method_table(section["methods"], multi=track == "multi")
         if section.get("ceiling"):
-            lines += method_table({"gold call (ceiling)": section["ceiling"]})[2:]
+            lines += method_table({"gold call": section["ceiling"]})[2:]
+            lines += ["", "The gold call is the data set's own call with the user's real arguments: the "
+                      "ceiling for searches and reviews; a recommendation from the purchases in the "
+                      "request's category can score above it."]
         rates = [f"{name} {s['search_brand_rate']:.2f}" for name, s in section["methods"].items()
                  if "search_brand_rate" in s]
         if rates:
