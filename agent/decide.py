@@ -25,6 +25,9 @@ from tools.registry import RECOMMEND, REVIEW, SEARCH
 from tools.shop.models import MAX_QUERY_CHARS, MAX_REVIEW_CHARS
 
 MAX_REQUEST_CHARS = 2000
+# the keys `Decider.personal_terms` records on a reply for what memory wrote into its call
+BRANDS_ADDED, SIGNATURE_ADDED, PURCHASES_ADDED = "brands_added", "signature_added", "purchases_added"
+MEMORY_ADDED = (BRANDS_ADDED, SIGNATURE_ADDED, PURCHASES_ADDED)
 
 
 def clean_request(text: str) -> tuple[str, list[str]]:
@@ -113,7 +116,7 @@ class Decider:
             return message
         name, args = calls[0]["name"], calls[0]["args"]
         if name == SEARCH and method.brands > 0:
-            key, text, added = "query", args.get("query"), "brands_added"
+            key, text, added = "query", args.get("query"), BRANDS_ADDED
             if not isinstance(text, str) or not text.strip():
                 return message
             brands: list[str] = []
@@ -122,7 +125,7 @@ class Decider:
                     brands.append(brand)
             written, extra = " ".join([*brands, text]), brands
         elif name == REVIEW and method.signature:
-            key, text, added = "review", args.get("review"), "signature_added"
+            key, text, added = "review", args.get("review"), SIGNATURE_ADDED
             if not isinstance(text, str) or not text.strip():
                 return message
             signature = self.prompt_memory.signature(row.user_id)
@@ -133,7 +136,7 @@ class Decider:
             if len(written) > MAX_REVIEW_CHARS:
                 return message
         elif name == RECOMMEND and method.category_purchases and not args.get("product_sequence"):
-            key, added = "product_sequence", "purchases_added"
+            key, added = "product_sequence", PURCHASES_ADDED
             written = extra = self.prompt_memory.purchases(row.user_id, row.request)
         else:
             return message

@@ -56,7 +56,16 @@ class PastCall:
     brand: str = ""  # that product's brand, where known
     category: str = ""  # that product's catalog category, where known
     review: str = ""  # the review the user wrote of it, where known
-    bought: str = ""  # the product's ASIN where the interaction is a purchase of the user's history
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """A product of the user's history: bought whether or not a request led to it (an
+    imported PersonalWAB history has purchases and no requests)."""
+
+    asin: str
+    category: str
+    timestamp: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,7 @@ class PromptMemory:
     categories: Categories | None = None  # None where there is no catalog
     _calls: dict[str, list[PastCall]] = field(default_factory=dict)
     _declared: dict[str, tuple[str, ...]] = field(default_factory=dict)  # user: profile's brands
+    _bought: dict[str, list[Purchase]] = field(default_factory=dict)
     _embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     _items: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)  # user: (calls seen, embeddings)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -112,8 +122,8 @@ class PromptMemory:
     @classmethod
     def from_dataset(cls, dataset: Any, embedder: Any, users: list[str] | None = None,
                      keys: IntentKeys | None = None) -> PromptMemory:
-        """History requests and train tasks of each user, in time order, and the brands
-        each user's profile declares."""
+        """History requests and train tasks of each user, in time order, every purchase
+        of their history and the brands each user's profile declares."""
         memory = cls(embedder, keys or IntentKeys(), Categories.from_products(
             (p.title, p.main_category or "", p.store or "") for p in dataset.products.values()))
         wanted = set(users) if users is not None else None
@@ -124,6 +134,8 @@ class PromptMemory:
         for user, items in dataset.histories.items():
             if wanted is not None and user not in wanted:
                 continue
+            memory.record(user, [Purchase(item.product_info.parent_asin, item.product_info.main_category or "",
+                                          float(item.review.timestamp)) for item in items])
             for item in items:
                 request = getattr(item, "request", None)
                 if request is not None and request.gold_call is not None:
@@ -131,7 +143,7 @@ class PromptMemory:
                     per_user.setdefault(user, []).append(PastCall(
                         request.task, request.gold_call.name, dict(request.gold_call.arguments),
                         float(item.review.timestamp), product.title, product.store or "",
-                        product.main_category or "", item.review.text, product.parent_asin))
+                        product.main_category or "", item.review.text))
         for task in dataset.train:
             if (wanted is None or task.user_id in wanted) and task.gold_call is not None:
                 product = task.target.product_info
@@ -148,6 +160,11 @@ class PromptMemory:
         Preference"), whatever they bought so far."""
         with self._lock:
             self._declared[user_id] = tuple(b for b in brands if b)
+
+    def record(self, user_id: str, purchases: Iterable[Purchase]) -> None:
+        """Add products the user bought (what `purchases` reads)."""
+        with self._lock:
+            self._bought.setdefault(user_id, []).extend(purchases)
 
     def extend(self, user_id: str, calls: list[PastCall]) -> None:
         if not calls:
@@ -195,7 +212,7 @@ class PromptMemory:
         if limit <= 0 or not (calls or declared):
             return []
         subject = self.keys.subject(request)
-        category = self.categories.of(subject) if self.categories is not None else None
+        category = self._category(request)
         sold = self.categories.sold.get(category, frozenset()) if category else frozenset()
         liked = [b for b in declared if b in sold]
         inside = [c for c in calls if category and c.category == category]
@@ -223,15 +240,17 @@ class PromptMemory:
         the request is about; none where the category is unknown or they never bought
         there. The shop's recommender reads a sequence's products alike, and a user's
         purchases span several categories while a request asks about one."""
-        if self.categories is None or limit <= 0:
-            return []
         with self._lock:
-            calls = [c for c in self._calls.get(user_id or "", []) if c.bought]
-        if not calls:
+            bought = list(self._bought.get(user_id or "", []))
+        if limit <= 0 or not bought:
             return []
-        category = self.categories.of(self.keys.subject(request))
-        inside = sorted((c for c in calls if category and c.category == category), key=lambda c: c.timestamp)
-        return [c.bought for c in inside][-limit:]
+        category = self._category(request)
+        inside = sorted((p for p in bought if category and p.category == category), key=lambda p: p.timestamp)
+        return [p.asin for p in inside][-limit:]
+
+    def _category(self, request: str) -> str | None:
+        """The catalog category the request is about; None without a catalog."""
+        return self.categories.of(self.keys.subject(request)) if self.categories is not None else None
 
     def signature(self, user_id: str | None) -> str | None:
         """The sentence this user writes in most of their reviews (in at least

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from agent.decide import MEMORY_ADDED
 from agent.prompt_memory import names
 from evals.degeneration import is_degenerate
 from evals.stats import TaskOutcome
@@ -52,8 +53,7 @@ def _memory_added(reply: Any) -> dict:
     made it): the query's brands, the review's signature, the recommendation's
     purchases; absent where nothing."""
     metadata = reply.response_metadata if reply is not None else {}
-    return {key: list(metadata[key]) for key in ("brands_added", "signature_added", "purchases_added")
-            if metadata.get(key)}
+    return {key: list(metadata[key]) for key in MEMORY_ADDED if metadata.get(key)}
 
 
 def batches(tasks: Sequence[Task], size: int = BATCH) -> list[list[Task]]:
@@ -127,19 +127,18 @@ def run_multi(agent: Any, tasks: Sequence[Task], method: Any, *, max_steps: int 
                             simulated_user=lambda message, user=user: user.respond(message).text)
         replies = [m for m in episode.messages if isinstance(m, AIMessage) and m.tool_calls]
         calls = [m.tool_calls[0] for m in replies]
-        shop = [(m, {"name": c["name"], "args": dict(c["args"])}) for m, c in zip(replies, calls)
-                if c["name"] in TOOL_FOR_TYPE.values()]
-        shop_calls = [call for _, call in shop]
-        final = shop_calls[-1] if shop_calls else None
+        shop = [m for m, c in zip(replies, calls) if c["name"] in TOOL_FOR_TYPE.values()]
+        last = shop[-1].tool_calls[0] if shop else None
+        final = {"name": last["name"], "args": dict(last["args"])} if last else None
         f_acc, r_acc = score_executed(agent, task, final) if final else (0.0, 0.0)
         steps = max(1, len(calls))
         outcomes.append(TaskOutcome(
             task.task_id, task.user_id, task.type, final["name"] if final else None,
-            f_acc, r_acc, degenerate=any(is_degenerate(c) for c in shop_calls) or not calls,
+            f_acc, r_acc, degenerate=any(is_degenerate(m.tool_calls[0]) for m in shop) or not calls,
             malformed=not calls, latency_s=episode.latency_s / steps, steps=steps,
             steered=bool(episode.steering.get("applied")),
             arguments=dict(final["args"]) if final else None,
-            extra={**brand_named(task, final), **_memory_added(shop[-1][0] if shop else None),
+            extra={**brand_named(task, final), **_memory_added(shop[-1] if shop else None),
                    "actions": [c["name"] for c in calls]},
         ))
         if bar is not None:

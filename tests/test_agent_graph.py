@@ -417,20 +417,17 @@ def test_a_recommendation_reads_the_purchases_in_the_requests_category():
     """A memory method's recommendation that names no products gets the user's own
     purchases in the category the request is about, oldest first; one that names
     products, a request of an unknown category, another user and zero-shot keep theirs."""
-    from agent.prompt_memory import Categories, PastCall, PromptMemory
+    from agent.prompt_memory import Categories, PastCall, PromptMemory, Purchase
 
     catalog = Categories.from_products([
         ("Trailmo Dome Tent", "Sports", "Trailmo"), ("Packly Hiking Backpack", "Sports", "Packly"),
         ("Brewlo Burr Coffee Grinder", "Kitchen", "Brewlo")])
-
-    def bought(t: float, title: str, category: str, asin: str) -> PastCall:
-        return PastCall("old request", SEARCH["name"], SEARCH["args"], t, title, "", category, "", asin)
-
     memory = PromptMemory(load_embedder(), categories=catalog)
-    memory.extend("U1", [bought(3.0, "Packly Hiking Backpack", "Sports", "B0PACK0001"),
-                         bought(1.0, "Trailmo Dome Tent", "Sports", "B0TENT0001"),
-                         bought(2.0, "Brewlo Burr Coffee Grinder", "Kitchen", "B0GRND0001"),
-                         PastCall("a tent", SEARCH["name"], SEARCH["args"], 4.0, "Trailmo Dome Tent", "", "Sports")])
+    # purchases with no request that led to them (an imported history), and a past call
+    # about a tent that bought nothing
+    memory.record("U1", [Purchase("B0PACK0001", "Sports", 3.0), Purchase("B0TENT0001", "Sports", 1.0),
+                         Purchase("B0GRND0001", "Kitchen", 2.0)])
+    memory.extend("U1", [PastCall("a tent", SEARCH["name"], SEARCH["args"], 4.0, "Trailmo Dome Tent", "", "Sports")])
     decider = Decider(None, None, memory)
 
     def sequence(method: str, user: str, request: str, args: dict) -> Any:

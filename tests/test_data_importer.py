@@ -154,3 +154,16 @@ def test_bulk_memory_build_learns_the_calls_the_importer_stored(full: Path, tmp_
     assert gold_call(unrecorded, ds.histories) == (recommend.gold_call.name, recommend.gold_call.arguments)
     assert derived_gold_call(search, ds.histories["U1"]) is None
     assert gold_call(search, ds.histories) == ("search_product_by_query", {"query": "Thing B0000000P3"})
+
+
+def test_an_imported_history_gives_recommendations_its_purchases(full: Path, tmp_path: Path) -> None:
+    """Real histories carry no requests; their purchases still reach a recommendation
+    (oldest first), only the asking user's."""
+    from agent.prompt_memory import PromptMemory
+    from common.embedding import load_embedder
+
+    out, _ = import_pwab(full, tmp_path / "out")
+    memory = PromptMemory.from_dataset(load_dataset(out), load_embedder())
+    assert memory.count("U1") == 0  # no past call: no requests, and the search task records none
+    assert memory.purchases("U1", "recommend me another thing") == ["B0000000P1", "B0000000P2"]
+    assert memory.purchases("U2", "recommend me another thing") == []
