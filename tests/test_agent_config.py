@@ -21,6 +21,7 @@ def test_writing_defaults_leaves_the_package_unchanged_and_the_user_file_overrid
     monkeypatch.setenv("FINTS_CONFIG", str(user))
     packaged = packaged_path().read_bytes()
     before = parse_method("steer-whole-attentive", MODEL)
+    mlp_before = parse_method("steer-mlp-attentive", MODEL)
     entry = write_defaults(MODEL, {"whole": {"alpha": 0.125, "layers": [3], "site": "whole",
                                              "function_acc": 0.9}})
     assert packaged_path().read_bytes() == packaged
@@ -30,7 +31,7 @@ def test_writing_defaults_leaves_the_package_unchanged_and_the_user_file_overrid
     assert (after.alpha, after.layers) == (0.125, (3,)) != (before.alpha, before.layers)
     assert after.top_k == before.top_k  # what the user file does not set stays the package's
     mlp = parse_method("steer-mlp-attentive", MODEL)
-    assert (mlp.alpha, mlp.layers) == (before.alpha, before.layers)  # another site keeps the shared setting
+    assert (mlp.alpha, mlp.layers) == (mlp_before.alpha, mlp_before.layers)  # another site keeps its setting
     entry = write_defaults(MODEL, {"attn": {"alpha": 2.0, "layers": [6, 10]}})
     assert entry["sites"] == {"whole": {"alpha": 0.125, "layers": [3]}, "attn": {"alpha": 2.0, "layers": [6, 10]}}
     assert parse_method("steer-attn-mean", MODEL).layers == (6, 10)

@@ -151,15 +151,18 @@ def test_sweep_choice_and_defaults_file(tmp_path) -> None:
 
     from evals.experiments.sweep import choose, choose_per_site, grid, write_defaults
 
-    results = [
+    results = [{**r, "positions": r.get("positions", "decision")} for r in [
         {"site": "whole", "alpha": 2.0, "layers": [6], "function_acc": 0.9, "obedience": 0.9},
         {"site": "whole", "alpha": 0.5, "layers": [3], "function_acc": 0.9, "obedience": 0.95},
         {"site": "whole", "alpha": 0.25, "layers": [3], "function_acc": 0.9, "obedience": 0.95},
         {"site": "attn+mlp", "alpha": 0.1, "layers": [3], "function_acc": 0.6, "obedience": 0.99},
         {"site": "attn+mlp", "alpha": 1.0, "layers": [3], "function_acc": 0.7, "obedience": 0.8},
-    ]
+        {"site": "whole", "alpha": 0.1, "layers": [3], "function_acc": 0.9, "obedience": 0.95,
+         "positions": "context"},
+    ]]
     best = choose(results)
-    assert best is results[2]  # as accurate and obedient as [1], at a lower strength
+    # as accurate and obedient as [1] at a lower strength, and as [5] at the deciding tokens only
+    assert best is results[2]
     assert choose([]) is None
     per_site = choose_per_site(results)
     assert per_site == {"whole": results[2], "attn+mlp": results[4]}  # each site its own best
@@ -168,8 +171,9 @@ def test_sweep_choice_and_defaults_file(tmp_path) -> None:
     path.write_text(json.dumps({"*": {"alpha": 0.5, "layers": [6]}}))
     entry = write_defaults("gemma-x", per_site, path)
     table = json.loads(path.read_text())
-    assert table["gemma-x"] == entry == {"sites": {"whole": {"alpha": 0.25, "layers": [3]},
-                                                   "attn+mlp": {"alpha": 1.0, "layers": [3]}}}
+    assert table["gemma-x"] == entry == {
+        "sites": {"whole": {"alpha": 0.25, "layers": [3], "positions": "decision"},
+                  "attn+mlp": {"alpha": 1.0, "layers": [3], "positions": "decision"}}}
     assert table["*"] == {"alpha": 0.5, "layers": [6]}
 
 

@@ -8,7 +8,9 @@ vote for) beside F. Acc. Arguments are written unsteered in "decision" positions
 strength cannot garble them; what can go wrong is a vector too weak to move the choice
 or strong enough to push every row to one tool, and the curve of F. Acc against alpha
 shows both ends. One setting is chosen per site, since the sites' vectors differ in
-size and reach: the most accurate one, then the most obedient, then the weakest.
+size and reach: the most accurate one, then the most obedient, then one steered at the
+deciding tokens only (its prompt's cache is shared with unsteered calls, and the
+arguments are written from an unsteered prompt), then the weakest.
 `write_defaults` stores the choices in the user's defaults file under the model id
 (`agent.config`, key `sites`; the package is not written).
 """
@@ -26,7 +28,7 @@ from evals.plots import lines
 from evals.tasks import select_users, tasks_of
 
 ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0)
-SITES = ("whole", "attn+mlp", "attn")
+SITES = ("whole", "attn+mlp", "attn", "mlp")
 # one layer, three spread out, and every layer up to 14: an attention or MLP output is one
 # layer's contribution to the residual, and the residual a whole-layer vector moves sums
 # the contributions of all layers below it
@@ -35,7 +37,7 @@ MANY_LAYERS = 4  # a set of more layers than this is swept at ALPHAS / MANY_LAYE
 # attention and MLP outputs at every layer up to 14, steered over the prompt too
 # ("context" positions): those sites act on the decision through attention to the
 # steered prompt, and there a far weaker vector moves it
-CONTEXT = {"sites": ("attn+mlp", "attn"), "layers": tuple(range(15)), "alphas": (0.01, 0.02, 0.04)}
+CONTEXT = {"sites": ("attn+mlp", "attn", "mlp"), "layers": tuple(range(15)), "alphas": (0.01, 0.02, 0.04)}
 MIN_TASKS = 200  # non-held-out test tasks the sweep decides (95% interval about +-0.07)
 
 
@@ -56,10 +58,12 @@ def grid() -> list[dict]:
 
 
 def choose(results: list[dict]) -> dict | None:
-    """The most accurate setting, then the most obedient, then the weakest."""
+    """The most accurate setting, then the most obedient, then one at "decision"
+    positions, then the weakest."""
     if not results:
         return None
-    return max(results, key=lambda r: (r["function_acc"], r["obedience"], -r["alpha"]))
+    return max(results, key=lambda r: (r["function_acc"], r["obedience"],
+                                       r["positions"] == "decision", -r["alpha"]))
 
 
 def choose_per_site(results: list[dict]) -> dict[str, dict]:
