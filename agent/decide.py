@@ -131,6 +131,8 @@ class Decider:
             signature = self.prompt_memory.signature(row.user_id)
             if signature is None or names(text, signature):
                 return message
+            if "cut" in message.response_metadata:
+                text = whole_sentences(text)
             end = "" if text.rstrip()[-1] in ".!?" else "."
             written, extra = f"{text.rstrip()}{end} {signature}", [signature]
             if len(written) > MAX_REVIEW_CHARS:
@@ -178,6 +180,20 @@ class Decider:
         """Each row's messages and steering (the given steering, else chosen here)."""
         chosen = list(steering) if steering is not None else self.steering(method, rows)
         return [self.conversation(method, row) for row in rows], chosen
+
+
+def whole_sentences(text: str) -> str:
+    """A text the token budget cut, without its unfinished end: up to its last finished
+    sentence, else without its last (maybe partial) word, so a sentence appended to it
+    does not follow half a word ("... and I'. Would buy again.")."""
+    text = text.rstrip()
+    if not text or text[-1] in ".!?":
+        return text
+    ends = [i for i, c in enumerate(text) if c in ".!?"]
+    if ends:
+        return text[:ends[-1] + 1]
+    head, _, _ = text.rpartition(" ")
+    return head.rstrip(" ,;:-") or text
 
 
 def as_tools_read(message: AIMessage, tools: Sequence[Any]) -> AIMessage:

@@ -494,6 +494,18 @@ def test_a_review_ends_with_the_users_signature_sentence():
     assert written("steer-whole-attentive", "It heats fast. ") == "It heats fast. Can't complain."
     assert written("steer-whole-attentive", "It heats fast") == "It heats fast. Can't complain."
     assert written("prompt-k1", "It heats fast, can't complain.") == "It heats fast, can't complain."
+
+    def cut(review: str) -> str:  # the token budget ended the review
+        call = {"name": "add_product_review", "args": {"review": review}, "id": "c"}
+        message = AIMessage(content="", tool_calls=[call],
+                            response_metadata={"cut": {"max_new_tokens": 60, "closed_with": '"}}'}})
+        method = parse_method("prompt-k1", signature=True)
+        made = decider.personal_terms(method, Row("U1", "review my stove"), message)
+        return made.tool_calls[0]["args"]["review"]
+
+    assert cut("It heats fast. The lid is a bit loo") == "It heats fast. Can't complain."
+    assert cut("It heats fast and the lid fits, I") == "It heats fast and the lid fits. Can't complain."
+    assert cut("It heats fast!") == "It heats fast! Can't complain."
     assert written("zero-shot", "It heats fast.") == "It heats fast."
     assert written("prompt-k1", " ") == " "
     assert written("prompt-k1", "It heats fast.", "U2") == "It heats fast."
