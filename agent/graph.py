@@ -131,9 +131,13 @@ def llm_node(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
         vector = SteeringVector(tensors, deps.model_id, deps.hidden_size)
     steering = SteeringDecision(vector is not None, vector=vector)
     row = Row(state.get("user_id"), state["request"], tuple(state["messages"]))
-    ((reply, _),) = deps.decider.decide(deps.method, [row], deps.tools, steering=[steering])
-    update: dict[str, Any] = {"messages": [reply], "steps": state.get("steps", 0) + 1}
     acting = [t for t in deps.tools if getattr(t, "name", None) not in (TALK_TOOL, *ENDING_TOOLS)]
+    # memory that found this user's own requests like this one answers what a question
+    # would ask: the first step acts (the model alone asks before many recommendations)
+    known = acting and not state.get("steps") and vector is not None
+    tools = acting if known else deps.tools
+    ((reply, _),) = deps.decider.decide(deps.method, [row], tools, steering=[steering])
+    update: dict[str, Any] = {"messages": [reply], "steps": state.get("steps", 0) + 1}
     if acting and _asks_again(reply, state["messages"]):
         # the user already answered this very question: act on the answers instead of
         # asking it once more (the model alone repeats it to the step limit)

@@ -236,6 +236,30 @@ def test_a_question_the_user_already_answered_is_replaced_by_an_action(sample_ht
     assert any("replaced by an action" in n for n in state["notices"])
 
 
+def test_memory_that_knows_the_request_acts_at_the_first_step(sample_http, model, store):
+    """A user whose memory holds requests like this one is not asked first: the first
+    step binds only the shop's actions, later steps may talk again; a user memory knows
+    nothing of may be asked."""
+    talk = {"name": "respond", "args": {"content": "Which brand do you like?"}}
+    stop = {"name": "stop", "args": {}}
+    chat, deps = make(sample_http, model, store, [SEARCH, stop])
+    state = build_graph(deps).invoke(  # a person reads the results, so the agent goes on
+        {"messages": [HumanMessage("need something for camping trips")], "user_id": "U_CAMPER01", "track": "multi"},
+        {"configurable": {"thread_id": "known"}},
+    )
+    assert state["steering"]["applied"] is True and state["steps"] == 2
+    assert not {"respond", "stop"} & set(chat.seen[0]["bound"]) and SEARCH["name"] in chat.seen[0]["bound"]
+    assert {"respond", "stop"} <= set(chat.seen[1]["bound"])
+    chat, deps = make(sample_http, model, store, [talk, SEARCH])
+    state = build_graph(deps).invoke(
+        {"messages": [HumanMessage("need something for camping trips")], "user_id": "U_NOBODY", "track": "multi"},
+        {"configurable": {"thread_id": "unknown", "simulated_user": lambda text: "Northpeak, please"}},
+    )
+    assert state["steering"]["applied"] is False and "respond" in chat.seen[0]["bound"]
+    assert [c["name"] for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls] == [
+        "respond", "search_product_by_query"]
+
+
 def test_multi_turn_stops_at_the_step_limit(sample_http, model, store):
     chat, deps = make(sample_http, model, store, [SEARCH], max_steps=3)
     state = build_graph(deps).invoke(
