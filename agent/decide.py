@@ -189,9 +189,9 @@ def whole_sentences(text: str) -> str:
     text = text.rstrip()
     if not text or text[-1] in ".!?":
         return text
-    ends = [i for i, c in enumerate(text) if c in ".!?"]
-    if ends:
-        return text[:ends[-1] + 1]
+    end = max(text.rfind(mark) for mark in ".!?")
+    if end >= 0:
+        return text[:end + 1]
     head, _, _ = text.rpartition(" ")
     return head.rstrip(" ,;:-") or text
 

@@ -212,7 +212,7 @@ class PromptMemory:
         if limit <= 0 or not (calls or declared):
             return []
         subject = self.keys.subject(request)
-        category = self._category(request)
+        category = self._category(subject)
         sold = self.categories.sold.get(category, frozenset()) if category else frozenset()
         liked = [b for b in declared if b in sold]
         inside = [c for c in calls if category and c.category == category]
@@ -244,13 +244,14 @@ class PromptMemory:
             bought = list(self._bought.get(user_id or "", []))
         if limit <= 0 or not bought:
             return []
-        category = self._category(request)
+        category = self._category(self.keys.subject(request))
         inside = sorted((p for p in bought if category and p.category == category), key=lambda p: p.timestamp)
         return [p.asin for p in inside][-limit:]
 
-    def _category(self, request: str) -> str | None:
-        """The catalog category the request is about; None without a catalog."""
-        return self.categories.of(self.keys.subject(request)) if self.categories is not None else None
+    def _category(self, subject: str) -> str | None:
+        """The catalog category of a request's catalog words (`IntentKeys.subject`);
+        None without a catalog."""
+        return self.categories.of(subject) if self.categories is not None else None
 
     def signature(self, user_id: str | None) -> str | None:
         """The sentence this user writes in most of their reviews (in at least
