@@ -84,7 +84,12 @@ def test_the_store_recomputes_agreement_only_when_the_user_changes(tmp_path, emb
             MemoryEntry(user_id="u1", key=key, vectors={"whole.1": np.ones(8, np.float32)}, tool=tool,
                         args_digest="-", timestamp=1.8e9 + n, source="online", entry_id=f"x{n:031d}")
             for n, (key, tool) in enumerate(flipped)], hygiene=False)
-        assert store.agreement("u1", **settings).rate < first.rate  # new entries: computed again
+        # new entries: computed again over them (whether they also lower the rate turns on
+        # ties between identical masked keys: they did on earlier CI machines, not on an
+        # AVX2-only CPU)
+        again = store.agreement("u1", **settings)
+        assert again is not first and again.checked == first.checked + len(flipped)
+        assert store.agreement("u1", **settings) is again  # and cached again
 
 
 def test_a_contradicting_user_is_steered_more_weakly(tmp_path, embedder):
