@@ -26,8 +26,8 @@ from tools.shop.models import MAX_QUERY_CHARS, MAX_REVIEW_CHARS
 
 MAX_REQUEST_CHARS = 2000
 # the keys `Decider.personal_terms` records on a reply for what memory wrote into its call
-BRANDS_ADDED, SIGNATURE_ADDED, PURCHASES_ADDED = "brands_added", "signature_added", "purchases_added"
-MEMORY_ADDED = (BRANDS_ADDED, SIGNATURE_ADDED, PURCHASES_ADDED)
+BRANDS_ADDED, VOICE_ADDED, PURCHASES_ADDED = "brands_added", "voice_added", "purchases_added"
+MEMORY_ADDED = (BRANDS_ADDED, VOICE_ADDED, PURCHASES_ADDED)
 
 
 def clean_request(text: str) -> tuple[str, list[str]]:
@@ -102,11 +102,13 @@ class Decider:
         """The call with what the user's memory knows and a vector cannot spell: a search
         query gets the brands the user chose for items like this one in front
         (`PromptMemory.brands`, `method.brands` of them, the ones it already names left
-        out, as many as keep it within the shop's limit); a review gets the user's
-        signature sentence at its end where it lacks it (`PromptMemory.signature`, with
-        `method.signature`); a recommendation that names no products gets the user's
-        purchases in the request's category (`PromptMemory.purchases`, with
-        `method.category_purchases`; without any there, the shop reads all of them).
+        out, as many as keep it within the shop's limit); a review ends with up to
+        `method.voice` sentences in the user's voice that it lacks (`PromptMemory.voice`;
+        a review the budget cut ends at its last whole sentence first, and one the
+        sentences would take past the shop's limit stays as written); a recommendation
+        that names no products gets the user's purchases in the request's category
+        (`PromptMemory.purchases`, with `method.category_purchases`; without any there,
+        the shop reads all of them).
         Anything else, an empty query or review (the shop says why it refuses it) and
         every call of a method without memory (zero-shot) are unchanged.
         Steering and prompt memory get the same from the same past calls, so they stay
@@ -124,17 +126,18 @@ class Decider:
                 if not names(text, brand) and len(" ".join([*brands, brand, text])) <= MAX_QUERY_CHARS:
                     brands.append(brand)
             written, extra = " ".join([*brands, text]), brands
-        elif name == REVIEW and method.signature:
-            key, text, added = "review", args.get("review"), SIGNATURE_ADDED
+        elif name == REVIEW and method.voice > 0:
+            key, text, added = "review", args.get("review"), VOICE_ADDED
             if not isinstance(text, str) or not text.strip():
-                return message
-            signature = self.prompt_memory.signature(row.user_id)
-            if signature is None or names(text, signature):
                 return message
             if "cut" in message.response_metadata:
                 text = whole_sentences(text)
+            extra = []
+            for sentence in self.prompt_memory.voice(row.user_id, method.voice):
+                if not names(text, sentence):
+                    extra.append(sentence)
             end = "" if text.rstrip()[-1] in ".!?" else "."
-            written, extra = f"{text.rstrip()}{end} {signature}", [signature]
+            written = " ".join([f"{text.rstrip()}{end}", *extra])
             if len(written) > MAX_REVIEW_CHARS:
                 return message
         elif name == RECOMMEND and method.category_purchases and not args.get("product_sequence"):

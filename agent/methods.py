@@ -53,9 +53,9 @@ class Method:
     # a search query names up to this many brands the user chose for items like the one
     # asked about (agent.prompt_memory.PromptMemory.brands); memory methods only, 0 = off
     brands: int = 0
-    # a review ends with the user's signature sentence
-    # (agent.prompt_memory.PromptMemory.signature); memory methods only
-    signature: bool = False
+    # a review ends with up to this many sentences in the user's voice
+    # (agent.prompt_memory.PromptMemory.voice); memory methods only, 0 = off
+    voice: int = 0
     # a recommendation that names no products reads the user's purchases in the
     # request's category (agent.prompt_memory.PromptMemory.purchases); memory methods only
     category_purchases: bool = False
@@ -94,7 +94,7 @@ def parse_method(name: str, model_id: str | None = None, **overrides: Any) -> Me
     elif name.startswith("prompt-k") and name[len("prompt-k"):].isdigit():
         method = Method(name, "prompt_memory", k=int(name[len("prompt-k"):]),
                         brands=int(defaults.get("brands", 0)),
-                        signature=bool(defaults.get("signature", False)),
+                        voice=int(defaults.get("voice", 0)),
                         category_purchases=bool(defaults.get("category_purchases", False)))
     elif name.startswith("steer-"):
         site, _, aggregation = name[len("steer-"):].rpartition("-")

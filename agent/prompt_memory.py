@@ -11,8 +11,8 @@
   A steering vector carries a direction, not the spelling of a brand name the model has
   never seen (docs/results.md, the argument probes), so the names come from memory and
   the model writes the rest;
-- a review by those methods ends with the user's signature (`PromptMemory.signature`):
-  the sentence they write in review after review, whatever the product;
+- a review by those methods ends with sentences in the user's voice
+  (`PromptMemory.voice`): what they write in review after review, whatever the product;
 - a recommendation by those methods that names no products reads the user's purchases
   in the request's category (`PromptMemory.purchases`), not all of them.
 """
@@ -39,9 +39,10 @@ from tools.registry import MAX_SEQUENCE
 # where the request's category is unknown.
 BRAND_NEIGHBOURS = 8
 CATEGORY_NEAREST = 10  # catalog titles that vote for the request's category
-# A signature is a sentence found in at least this many of the user's reviews (one
-# review's own sentence is about that product).
-SIGNATURE_REVIEWS = 2
+# A sentence of the user's voice is one they wrote in reviews of at least this many
+# kinds of product (one kind's sentence may be about that product).
+VOICE_KINDS = 2
+FIGURE = re.compile(r"[0-9]")  # a price or size is about one product
 SENTENCES = re.compile(r"[^.!?]+[.!?]*")
 WORDS = re.compile(r"[a-z0-9]+")
 
@@ -253,26 +254,28 @@ class PromptMemory:
         None without a catalog."""
         return self.categories.of(subject) if self.categories is not None else None
 
-    def signature(self, user_id: str | None) -> str | None:
-        """The sentence this user writes in most of their reviews (in at least
-        `SIGNATURE_REVIEWS` of them, without a catalog word, so about no product: a
-        sign-off such as "Would buy again."); the latest among equals; None where they
-        have none. A review's similarity to the user's own rewards their voice, and a
-        vector cannot spell a sentence."""
+    def voice(self, user_id: str | None, limit: int) -> list[str]:
+        """Up to `limit` sentences this user writes in reviews of different kinds of
+        product (at least `VOICE_KINDS` catalog categories, or products where the
+        category is unknown), no figure in them, most often written first, the latest
+        among equals: their sign-offs ("Would buy again.") and habits of judging ("The
+        build feels solid."), not what they said of one product. A review's similarity
+        to the user's own rewards their voice, and a vector cannot spell a sentence."""
         with self._lock:
-            reviews = [c.review for c in self._calls.get(user_id or "", []) if c.review]
+            calls = [c for c in self._calls.get(user_id or "", []) if c.review]
         seen: dict[str, tuple[int, tuple[int, int], str]] = {}  # words: (reviews, latest place, sentence)
-        for when, review in enumerate(reviews):
+        kinds: dict[str, set[str]] = {}
+        for when, call in enumerate(calls):
             counted: set[str] = set()
-            for place, sentence in enumerate(s.strip() for s in SENTENCES.findall(review)):
+            for place, sentence in enumerate(s.strip() for s in SENTENCES.findall(call.review)):
                 words = " ".join(WORDS.findall(sentence.lower()))
-                catalog = any(w.lower() in self.keys.masked for w in WORD.findall(sentence))  # as masked
-                if not words or words in counted or catalog:
+                if not words or words in counted or FIGURE.search(sentence):
                     continue
                 counted.add(words)
                 seen[words] = (seen.get(words, (0,))[0] + 1, (when, place), sentence)
-        kept = [v for v in seen.values() if v[0] >= SIGNATURE_REVIEWS]
-        return max(kept)[2] if kept else None
+                kinds.setdefault(words, set()).add(call.category or call.item or str(when))
+        kept = [v for words, v in seen.items() if len(kinds[words]) >= VOICE_KINDS]
+        return [sentence for *_, sentence in sorted(kept, reverse=True)[:max(limit, 0)]]
 
     def count(self, user_id: str) -> int:
         return len(self._calls.get(user_id, []))

@@ -50,8 +50,8 @@ def brand_named(task: Task, call: dict | None) -> dict:
 
 def _memory_added(reply: Any) -> dict:
     """What memory put into a call (`Decider.personal_terms`, recorded on the reply that
-    made it): the query's brands, the review's signature, the recommendation's
-    purchases; absent where nothing."""
+    made it): the query's brands, the review's sentences in the user's voice, the
+    recommendation's purchases; absent where nothing."""
     metadata = reply.response_metadata if reply is not None else {}
     return {key: list(metadata[key]) for key in MEMORY_ADDED if metadata.get(key)}
 

@@ -489,49 +489,58 @@ def test_brands_never_push_a_query_past_the_shops_limit_nor_fill_an_empty_one():
     assert written("  ") == "  "
 
 
-def test_a_review_ends_with_the_users_signature_sentence():
-    """The signature is a sentence of at least two of the user's own reviews that names
-    no catalog word, the latest among equals; memory methods append it to a review that
-    lacks it, within the shop's limit; zero-shot, a review that has it and an empty one
-    are unchanged."""
+def test_a_review_ends_with_sentences_in_the_users_voice():
+    """The user's voice is the sentences of their reviews of at least two kinds of
+    product (category, else product) with no figure, most written first, the latest
+    among equals; memory methods append those a review lacks, within the shop's limit;
+    zero-shot, an empty review and one the sentences would take past the limit are
+    unchanged."""
     from agent.prompt_memory import PastCall, PromptMemory
     from memory.keys import IntentKeys
     from tools.shop.models import MAX_REVIEW_CHARS
 
-    def past(review: str) -> PastCall:
-        return PastCall("review it", "add_product_review", {"review": review}, 1.0, "Trailmo Tent", "Trailmo", "", review)
+    def past(review: str, category: str = "Outdoors", item: str = "Trailmo Tent") -> PastCall:
+        return PastCall("review it", "add_product_review", {"review": review}, 1.0, item, "Trailmo", category, review)
 
-    memory = PromptMemory(load_embedder(), IntentKeys(frozenset({"trailmo", "tent", "stove", "non-toxic"})))
-    memory.extend("U1", [past("The Trailmo tent is great. Would buy again."),
-                         past("Can't complain! The Trailmo tent is great. Totally non-toxic."),
-                         past("Stove works. Would buy again! Can't complain. Totally non-toxic.")])
-    memory.extend("U2", [past("Would buy again."), past("Solid. Nothing more to say.")])
-    assert memory.signature("U1") == "Can't complain."  # two reviews each, the latest; the others name the catalog
-    assert memory.signature("U2") is None and memory.signature("U_NOBODY") is None
+    memory = PromptMemory(load_embedder(), IntentKeys())
+    memory.extend("U1", [past("The Trailmo tent is great. Would buy again. The build feels solid."),
+                         past("The Trailmo tent is great. Can't complain! It cost $40, worth it."),
+                         past("Stove works. Would buy again! Can't complain. It cost $40, worth it.", "Kitchen"),
+                         past("The build feels solid. Kettle boils fast.", "Kitchen")])
+    # Two uncategorised reviews are of two products; two of one product are not two kinds.
+    memory.extend("U2", [past("Would buy again. Solid.", "", "Mug"), past("Would buy again.", "", "Pan"),
+                         past("Nothing more to say.", "", "Pan"), past("Nothing more to say.", "", "Pan")])
+    # three sentences twice each, the latest written first (as last written); the tent
+    # sentence is of one category, the price has a figure
+    assert memory.voice("U1", 4) == ["The build feels solid.", "Can't complain.", "Would buy again!"]
+    assert memory.voice("U1", 1) == ["The build feels solid."]
+    assert memory.voice("U2", 4) == ["Would buy again."]
+    assert memory.voice("U_NOBODY", 4) == [] and memory.voice("U1", 0) == []
     decider = Decider(None, None, memory)
 
-    def written(method: str, review: str, user: str = "U1") -> str:
+    def written(method: str, review: str, user: str = "U1", voice: int = 2) -> str:
         message = AIMessage(content="", tool_calls=[{"name": "add_product_review", "args": {"review": review}, "id": "c"}])
-        return decider.personal_terms(parse_method(method, signature=True), Row(user, "review my stove"),
+        return decider.personal_terms(parse_method(method, voice=voice), Row(user, "review my stove"),
                                       message).tool_calls[0]["args"]["review"]
 
-    assert written("steer-whole-attentive", "It heats fast. ") == "It heats fast. Can't complain."
-    assert written("steer-whole-attentive", "It heats fast") == "It heats fast. Can't complain."
-    assert written("prompt-k1", "It heats fast, can't complain.") == "It heats fast, can't complain."
+    assert written("steer-whole-attentive", "It heats fast. ") == "It heats fast. The build feels solid. Can't complain."
+    assert written("steer-whole-attentive", "It heats fast") == "It heats fast. The build feels solid. Can't complain."
+    assert written("prompt-k1", "It heats fast, can't complain.") == "It heats fast, can't complain. The build feels solid."
+    assert written("prompt-k1", "It heats fast.", voice=0) == "It heats fast."
 
     def cut(review: str) -> str:  # the token budget ended the review
         call = {"name": "add_product_review", "args": {"review": review}, "id": "c"}
         message = AIMessage(content="", tool_calls=[call],
                             response_metadata={"cut": {"max_new_tokens": 60, "closed_with": '"}}'}})
-        method = parse_method("prompt-k1", signature=True)
-        made = decider.personal_terms(method, Row("U1", "review my stove"), message)
+        made = decider.personal_terms(parse_method("prompt-k1", voice=1), Row("U1", "review my stove"), message)
+        assert made.response_metadata["voice_added"] == ["The build feels solid."]
         return made.tool_calls[0]["args"]["review"]
 
-    assert cut("It heats fast. The lid is a bit loo") == "It heats fast. Can't complain."
-    assert cut("It heats fast and the lid fits, I") == "It heats fast and the lid fits. Can't complain."
-    assert cut("It heats fast!") == "It heats fast! Can't complain."
+    assert cut("It heats fast. The lid is a bit loo") == "It heats fast. The build feels solid."
+    assert cut("It heats fast and the lid fits, I") == "It heats fast and the lid fits. The build feels solid."
+    assert cut("It heats fast!") == "It heats fast! The build feels solid."
     assert written("zero-shot", "It heats fast.") == "It heats fast."
     assert written("prompt-k1", " ") == " "
-    assert written("prompt-k1", "It heats fast.", "U2") == "It heats fast."
-    long = "x" * (MAX_REVIEW_CHARS - 3)
+    assert written("prompt-k1", "It heats fast. Would buy again.", "U2") == "It heats fast. Would buy again."
+    long = "x" * (MAX_REVIEW_CHARS - 20)
     assert written("prompt-k1", long) == long
