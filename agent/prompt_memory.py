@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from agent.prompt import as_written, render_call
+from memory.entry import to_epoch
 from memory.keys import WORD, IntentKeys, LexicalIndex
-from tools.registry import MAX_SEQUENCE
+from tools.registry import MAX_SEQUENCE, REVIEW
 
 
 # Chosen with the brand count on non-held-out users of seed 0 (docs/results.md, "Brands
@@ -175,6 +176,18 @@ class PromptMemory:
             self._calls.setdefault(user_id, []).extend(calls)
             old = self._embeddings.get(user_id)
             self._embeddings[user_id] = vectors if old is None else np.vstack([old, vectors])
+
+    def learn(self, episode: Any) -> None:
+        """Add an accepted interaction of the live agent (a `memory.online.Episode`), as
+        the steering store does: prompt memory's past calls and the user's voice (a
+        review's own text) grow with what the user accepts, not only with the data set
+        the agent opened. The product is unknown here, so a review counts as its own kind."""
+        if episode.outcome != "accepted":
+            return
+        review = episode.arguments.get("review") if episode.tool == REVIEW else None
+        self.extend(episode.user_id, [PastCall(episode.request, episode.tool, dict(episode.arguments),
+                                                to_epoch(episode.timestamp),
+                                                review=review if isinstance(review, str) else "")])
 
     def top_k(self, user_id: str | None, request: str, k: int) -> list[PastCall]:
         """The user's k past calls most similar to the request (none for unknown users)."""

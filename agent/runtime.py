@@ -123,7 +123,7 @@ class FintsAgent:
         if self.learner is not None and online_memory:
             from memory.online import OnlineWriter
 
-            self.writer = OnlineWriter(self.learner)
+            self.writer = OnlineWriter(self.learner, also=[self.prompt_memory.learn])
         self.checkpointer = checkpointer
         self._graphs: dict[tuple[str, str], Any] = {}
 

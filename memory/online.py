@@ -2,7 +2,9 @@
 
 `OnlineWriter` runs one background thread fed by a queue; `submit` only enqueues, so
 the next request never waits for extraction or a Chroma write. The entry is made by the
-writer's `Learner`, the same way as every other entry of the store. Failures are logged
+writer's `Learner`, the same way as every other entry of the store; then each of the
+writer's `also` callables gets the episode (the agent's prompt memory learns the same
+interactions, so its past calls and the user's voice grow too). Failures are logged
 and counted, never raised into the agent. An episode that waited longer than the time
 budget is dropped (stale work must not pile up behind a slow extractor); `flush` waits
 for the queue to drain, up to a timeout.
@@ -14,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from memory.learner import Learner
@@ -45,8 +48,10 @@ class WriterStats:
 class OnlineWriter:
     """Background writer of online entries: `submit`, `flush(timeout)`, `close()`."""
 
-    def __init__(self, learner: Learner, *, budget_s: float = 60.0, max_pending: int = 256) -> None:
+    def __init__(self, learner: Learner, *, budget_s: float = 60.0, max_pending: int = 256,
+                 also: Sequence[Callable[[Episode], None]] = ()) -> None:
         self.learner = learner
+        self.also = tuple(also)
         self.budget_s = budget_s
         self.stats = WriterStats()
         self._queue: queue.Queue[Episode | None] = queue.Queue(maxsize=max_pending)
@@ -99,4 +104,6 @@ class OnlineWriter:
             return
         self.learner.learn(episode.user_id, episode.request, episode.tool, episode.arguments,
                            timestamp=episode.timestamp)
+        for learn in self.also:
+            learn(episode)
         self.stats.written += 1

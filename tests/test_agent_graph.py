@@ -544,3 +544,22 @@ def test_a_review_ends_with_sentences_in_the_users_voice():
     assert written("prompt-k1", "It heats fast. Would buy again.", "U2") == "It heats fast. Would buy again."
     long = "x" * (MAX_REVIEW_CHARS - 20)
     assert written("prompt-k1", long) == long
+
+
+def test_prompt_memory_learns_what_the_live_agent_wrote():
+    """An accepted interaction of the live agent (the online writer's episode) becomes a
+    past call, and an accepted review's text joins the user's voice (each online review
+    its own kind of product); anything not accepted is left out."""
+    from agent.prompt_memory import PromptMemory
+    from memory.online import Episode
+
+    memory = PromptMemory(load_embedder())
+    memory.learn(Episode("U1", "review my kettle", "add_product_review", {"review": "Boils fast. Love it."}))
+    assert memory.voice("U1", 4) == []  # one review: nothing repeats yet
+    memory.learn(Episode("U1", "review my lamp", "add_product_review", {"review": "Bright. Love it!"}, timestamp=1.7e12))
+    memory.learn(Episode("U1", "review my mug", "add_product_review", {"review": "Ugly. Meh."}, outcome="abandoned"))
+    memory.learn(Episode("U1", "find a desk", "search_product_by_query", {"query": "oak desk"}))
+    assert memory.voice("U1", 4) == ["Love it!"] and memory.voice("U2", 4) == []
+    found = memory.top_k("U1", "find a desk for my study", 1)[0]
+    assert (found.tool, found.arguments, found.review) == ("search_product_by_query", {"query": "oak desk"}, "")
+    assert memory.count("U1") == 3

@@ -88,7 +88,8 @@ def test_online_writer_learns_in_the_background_and_logs_failures(tmp_path, capl
         return fake_extract(pairs)
 
     with MemoryStore(tmp_path / "mem", "toy-model", HIDDEN) as store:
-        writer = OnlineWriter(learner(store, fragile))
+        learnt: list[Episode] = []  # what the writer's `also` heard: written episodes only
+        writer = OnlineWriter(learner(store, fragile), also=[learnt.append])
         assert writer.submit(Episode("alice", "shoes for running", "search_product_by_query",
                                      {"query": "running shoes"}, timestamp=1.7e9))
         assert writer.submit(Episode("alice", "my usual again", "get_recommendations_by_history",
@@ -100,6 +101,7 @@ def test_online_writer_learns_in_the_background_and_logs_failures(tmp_path, capl
             assert writer.flush(timeout=60)
         writer.close()
         assert (writer.stats.written, writer.stats.failed, writer.stats.ignored) == (2, 1, 1)
+        assert [e.request for e in learnt] == ["shoes for running", "my usual again"]
         assert "NaN" in caplog.text
         audit = store.audit("alice")
         assert [(row["source"], row["negative"]) for row in audit] == [("online", "other-tools")] * 2
@@ -226,12 +228,16 @@ def test_the_agents_online_entries_use_the_policy_its_store_records(tmp_path):
         assert agent.build_memory([user], max_history=2, progress=False).added > 0
     with tiny_agent(tmp_path) as agent:  # the same store, no policy named
         assert agent.negatives == agent.learner.negatives.name == "nearest-other-user"
+        known = agent.prompt_memory.count(user)
         assert agent.writer.submit(Episode(user, "a tent for two", "search_product_by_query",
                                            {"query": "tent"}, timestamp=1.7e9))
         assert agent.writer.flush(timeout=120) and agent.writer.stats.failed == 0
         rows = agent.store.audit(user)
         assert {row["source"] for row in rows} == {"bootstrap", "online"}
         assert {row["negative"] for row in rows} == {"nearest-other-user"}
+        # prompt memory learns the same interaction (agent.prompt_memory.PromptMemory.learn)
+        assert agent.prompt_memory.count(user) == known + 1
+        assert agent.prompt_memory.top_k(user, "a tent for two", 1)[0].arguments == {"query": "tent"}
         with pytest.raises(MemoryInputError, match="holds entries made with the negative policy "
                                                    "'nearest-other-user'.*'other-tools'.*Allowed"):
             make_learner(agent.loaded, agent.store, agent.dataset, layers=[1], negatives="other-tools")
