@@ -30,9 +30,8 @@ import numpy as np
 
 from agent.prompt import as_written, render_call
 from memory.entry import to_epoch
-from memory.keys import WORD, IntentKeys, LexicalIndex
+from memory.keys import IntentKeys, LexicalIndex
 from tools.registry import MAX_SEQUENCE, REVIEW
-
 
 # Chosen with the brand count on non-held-out users of seed 0 (docs/results.md, "Brands
 # in search queries", "Brands the profile declares"): 296 searches with the item's name
