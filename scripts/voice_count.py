@@ -48,12 +48,13 @@ def main() -> None:
     keys = intent_keys(dataset)
     memory = PromptMemory.from_dataset(dataset, embedder, users=sorted({t.user_id for t in tasks}), keys=keys)
     decider = Decider(None, None, memory)
+    methods = {n: parse_method("prompt-k1", voice=n) for n in COUNTS}  # read the defaults once
     scores: dict[int, list[float]] = {n: [] for n in COUNTS}
     for task in tasks:
         review = f"I bought this {keys.subject(task.task).lower()} a month ago and it works well."
-        for n in COUNTS:
+        for n, method in methods.items():
             call = {"name": TOOL_FOR_TYPE["review"], "args": {"review": review}, "id": "c"}
-            made = decider.personal_terms(parse_method("prompt-k1", voice=n), Row(task.user_id, task.task),
+            made = decider.personal_terms(method, Row(task.user_id, task.task),
                                           AIMessage(content="", tool_calls=[call]))
             scores[n].append(review_similarity(made.tool_calls[0]["args"]["review"],
                                                task.target.review.text, embedder))
