@@ -52,7 +52,7 @@ class PastCall:
     request: str
     tool: str
     arguments: dict[str, Any]
-    timestamp: float = 0.0
+    timestamp: float = 0.0  # epoch seconds (memory.entry.to_epoch), like the store's entries
     item: str = ""  # the product the interaction was about (its title), where known
     brand: str = ""  # that product's brand, where known
     category: str = ""  # that product's catalog category, where known
@@ -136,20 +136,20 @@ class PromptMemory:
             if wanted is not None and user not in wanted:
                 continue
             memory.record(user, [Purchase(item.product_info.parent_asin, item.product_info.main_category or "",
-                                          float(item.review.timestamp)) for item in items])
+                                          to_epoch(item.review.timestamp)) for item in items])
             for item in items:
                 request = getattr(item, "request", None)
                 if request is not None and request.gold_call is not None:
                     product = item.product_info
                     per_user.setdefault(user, []).append(PastCall(
                         request.task, request.gold_call.name, dict(request.gold_call.arguments),
-                        float(item.review.timestamp), product.title, product.store or "",
+                        to_epoch(item.review.timestamp), product.title, product.store or "",
                         product.main_category or "", item.review.text))
         for task in dataset.train:
             if (wanted is None or task.user_id in wanted) and task.gold_call is not None:
                 product = task.target.product_info
                 per_user.setdefault(task.user_id, []).append(PastCall(
-                    task.task, task.gold_call.name, dict(task.gold_call.arguments), float(task.timestamp),
+                    task.task, task.gold_call.name, dict(task.gold_call.arguments), to_epoch(task.timestamp),
                     product.title, product.store or "", product.main_category or "",
                     task.target.review.text))
         for user, calls in per_user.items():

@@ -563,3 +563,21 @@ def test_prompt_memory_learns_what_the_live_agent_wrote():
     found = memory.top_k("U1", "find a desk for my study", 1)[0]
     assert (found.tool, found.arguments, found.review) == ("search_product_by_query", {"query": "oak desk"}, "")
     assert memory.count("U1") == 3
+
+
+def test_learnt_and_data_set_calls_keep_time_in_one_unit(tmp_path):
+    """A call the live agent learns and the same call read from the data set (whose
+    timestamps are milliseconds, as in PersonalWAB) carry the same time, so "the latest"
+    means the same for both."""
+    from agent.prompt_memory import PromptMemory
+    from memory.online import Episode
+    from tools.data import generate_dataset, load_dataset
+
+    dataset = load_dataset(generate_dataset(tmp_path, users=3, seed=0))
+    task = next(t for t in dataset.train if t.gold_call is not None)
+    memory = PromptMemory.from_dataset(dataset, load_embedder(), users=[task.user_id])
+    memory.learn(Episode(task.user_id, task.task, task.gold_call.name, dict(task.gold_call.arguments),
+                         timestamp=task.timestamp))
+    same = [c for c in memory.top_k(task.user_id, task.task, memory.count(task.user_id)) if c.request == task.task]
+    assert len(same) == 2 and task.timestamp > 1e11  # the data set's own unit is milliseconds
+    assert same[0].timestamp == same[1].timestamp == task.timestamp / 1000.0

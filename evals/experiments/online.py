@@ -58,7 +58,7 @@ def pick_users(ctx: Any) -> list[str]:
 
 def run_variant(ctx: Any, name: str, method: Any, streams: dict[str, list[Any]], bar: Any) -> list[TaskOutcome]:
     """Decide at step i for every user in one batch (decision-only), then add the gold calls."""
-    from agent.prompt_memory import PastCall, PromptMemory
+    from agent.prompt_memory import PromptMemory
     from agent.runtime import intent_keys
     from memory.online import Episode, OnlineWriter
 
@@ -78,13 +78,12 @@ def run_variant(ctx: Any, name: str, method: Any, streams: dict[str, list[Any]],
                                                 right, 0.0, extra={"step": step,
                                                                    "timestamp": task.timestamp}))
                     gold = task.gold_call
+                    episode = Episode(task.user_id, task.task, gold.name, dict(gold.arguments),
+                                      timestamp=task.timestamp)
                     if method.steers:
-                        writer.submit(Episode(task.user_id, task.task, gold.name,
-                                              dict(gold.arguments), timestamp=task.timestamp))
-                    else:
-                        prompt.extend(task.user_id, [PastCall(task.task, gold.name,
-                                                              dict(gold.arguments),
-                                                              float(task.timestamp))])
+                        writer.submit(episode)
+                    else:  # what the live agent's writer also does with an accepted call
+                        prompt.learn(episode)
                 writer.flush(timeout=300.0)
                 bar.update(len(due))
         finally:

@@ -35,6 +35,7 @@ def latest(interactions: list[Any], n: int | None) -> list[Any]:
 def run_sparse(ctx: Any) -> dict:
     from agent.prompt_memory import PastCall, PromptMemory
     from agent.runtime import intent_keys
+    from memory.entry import to_epoch
 
     agent, users, tasks = ctx.agent, list(ctx.users), list(ctx.tasks)
     methods = [ctx.method(n) for n in METHODS]
@@ -55,7 +56,7 @@ def run_sparse(ctx: Any) -> dict:
             kept = latest(past, level)
             prompt = PromptMemory(agent.embedder, keys)
             for user in users:
-                prompt.extend(user, [PastCall(i.request, i.tool, i.arguments, i.timestamp)
+                prompt.extend(user, [PastCall(i.request, i.tool, i.arguments, to_epoch(i.timestamp))
                                      for i in kept if i.user_id == user])
             with side_memory(ctx, path, prompt, layers) as side:
                 side.learner.learn_batch(kept, progress=False)
