@@ -7,7 +7,8 @@ The user file is `--config PATH` where a command takes it, else `$FINTS_CONFIG`,
 Linux). It has the packaged file's shape: `{"*": {...}, "<model id>": {...}}`; a model's
 own entry wins over `"*"`, and the user file wins over the package, key by key. The key
 `sites` holds per-site settings (`{"attn+mlp": {"alpha": 2.0, "layers": [6, 10, 14]}}`:
-the sweep calibrates each site apart) and is merged site by site.
+the sweep calibrates each site apart; `"attn+mlp-mean"` holds what differs for one
+aggregation) and is merged entry by entry.
 `fints config` shows which file each setting came from.
 """
 

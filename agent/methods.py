@@ -12,7 +12,8 @@
 Strength, layers, positions and retrieval settings come from `defaults.json` and the
 user's defaults file on top (`agent.config`; the sweep in `fints eval` writes the
 latter, per model and per site: a site's own `sites` entry wins over the shared
-settings), and any of them can be overridden by keyword.
+settings, and a `"{site}-{aggregation}"` entry over its site's), and any of them can be
+overridden by keyword.
 """
 
 from __future__ import annotations
@@ -100,7 +101,10 @@ def parse_method(name: str, model_id: str | None = None, **overrides: Any) -> Me
         site, _, aggregation = name[len("steer-"):].rpartition("-")
         if site not in STEERING_SITES or aggregation not in AGGREGATIONS:
             raise ValueError(_unknown(name))
-        own = {**defaults, **defaults.get("sites", {}).get(site, {})}  # a site's calibration wins
+        # a site's calibration wins over the shared settings, and an aggregation's own
+        # (`"attn+mlp-mean"`, swept apart: a mean of entries that disagree steers weakly) over its site's
+        sites = defaults.get("sites", {})
+        own = {**defaults, **sites.get(site, {}), **sites.get(f"{site}-{aggregation}", {})}
         fields = {k: v for k, v in own.items() if k in Method.__dataclass_fields__}
         fields["layers"] = tuple(fields.get("layers", (6,)))
         method = Method(name, "steering", site=site, aggregation=aggregation, **fields)

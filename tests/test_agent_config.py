@@ -36,6 +36,11 @@ def test_writing_defaults_leaves_the_package_unchanged_and_the_user_file_overrid
     assert entry["sites"] == {"whole": {"alpha": 0.125, "layers": [3]}, "attn": {"alpha": 2.0, "layers": [6, 10]}}
     assert parse_method("steer-attn-mean", MODEL).layers == (6, 10)
     assert parse_method("steer-whole-mean", MODEL).alpha == 0.125  # writing one site kept the other
+    entry = write_defaults(MODEL, {"whole-mean": {"alpha": 0.25}})  # the mean's own strength
+    assert entry["sites"]["whole-mean"] == {"alpha": 0.25} and entry["sites"]["whole"]["alpha"] == 0.125
+    mean = parse_method("steer-whole-mean", MODEL)
+    assert (mean.alpha, mean.layers) == (0.25, (3,))  # its own alpha, its site's layers
+    assert parse_method("steer-whole-attentive", MODEL).alpha == 0.125
     other = parse_method("steer-whole-attentive", "another-model")
     assert other.alpha == before.alpha  # a model's own entry applies to that model alone
     _, sources = layered_defaults(MODEL)

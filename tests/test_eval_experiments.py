@@ -40,6 +40,7 @@ def small(monkeypatch):
     monkeypatch.setattr(sweep, "SITES", ("whole", "attn+mlp"))
     monkeypatch.setattr(sweep, "CONTEXT", {"sites": ("attn+mlp", "attn"), "layers": (5, 6), "alphas": (0.3,)})
     monkeypatch.setattr(sweep, "MIN_TASKS", 2)
+    monkeypatch.setattr(sweep, "MEAN_FACTORS", (1.0, 2.0))
     monkeypatch.setattr(arguments, "MIN_TASKS", 4)
     monkeypatch.setattr(arguments, "ALPHAS", (0.0, 4.0))
     monkeypatch.setattr(arguments, "LAYERS", (6,))
@@ -118,13 +119,24 @@ def test_online_adds_an_entry_after_each_interaction(ctx) -> None:
 def test_sweep_runs_its_grid_and_chooses_among_it(ctx) -> None:
     section = sweep.run_sweep(ctx)
     valid(ctx, "sweep", section)
-    assert [(r["site"], r["layers"], r["alpha"], r["positions"]) for r in section["results"]] == [
-        ("whole", [6], 0.2, "decision"), ("whole", [6], 0.4, "decision"), ("attn+mlp", [6], 0.2, "decision"),
-        ("attn+mlp", [6], 0.4, "decision"), ("attn+mlp", [5, 6], 0.3, "context")]  # attn is not swept here
-    assert sorted(section["chosen"]) == ["attn+mlp", "whole"]
-    for site, chosen in section["chosen"].items():
-        assert chosen in section["results"] and chosen["site"] == site
-        assert chosen["function_acc"] == max(r["function_acc"] for r in section["results"] if r["site"] == site)
+    results = section["results"]
+    grid = [(r["site"], r["aggregation"], r["layers"], r["alpha"], r["positions"]) for r in results[:5]]
+    assert grid == [
+        ("whole", "attentive", [6], 0.2, "decision"), ("whole", "attentive", [6], 0.4, "decision"),
+        ("attn+mlp", "attentive", [6], 0.2, "decision"), ("attn+mlp", "attentive", [6], 0.4, "decision"),
+        ("attn+mlp", "attentive", [5, 6], 0.3, "context")]  # attn is not swept here
+    for site in ("whole", "attn+mlp"):  # then the mean, at the site's chosen setting, 1 and 2 x its alpha
+        picked = section["chosen"][site]
+        means = [r for r in results[5:] if r["site"] == site]
+        assert [(r["aggregation"], r["layers"], r["positions"]) for r in means] == [
+            ("mean", picked["layers"], picked["positions"])] * 2
+        assert [r["alpha"] for r in means] == [picked["alpha"], 2 * picked["alpha"]]
+    assert len(results) == 9
+    assert sorted(section["chosen"]) == ["attn+mlp", "attn+mlp-mean", "whole", "whole-mean"]
+    for name, chosen in section["chosen"].items():
+        site, _, aggregation = name.partition("-")
+        own = [r for r in results if r["site"] == site and r["aggregation"] == (aggregation or "attentive")]
+        assert chosen in own and chosen["function_acc"] == max(r["function_acc"] for r in own)
     swept = set(section["users"])
     assert swept and not swept & set(ctx.dataset.manifest.held_out_users)  # never tuned on held-out users
     assert sum(t.user_id in swept for t in ctx.dataset.test) >= 2

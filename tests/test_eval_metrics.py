@@ -159,13 +159,18 @@ def test_sweep_choice_and_defaults_file(tmp_path) -> None:
         {"site": "attn+mlp", "alpha": 1.0, "layers": [3], "function_acc": 0.7, "obedience": 0.8},
         {"site": "whole", "alpha": 0.1, "layers": [3], "function_acc": 0.9, "obedience": 0.95,
          "positions": "context"},
+        {"site": "whole", "aggregation": "mean", "alpha": 0.5, "layers": [3], "function_acc": 0.8,
+         "obedience": 0.9},
+        {"site": "whole", "aggregation": "mean", "alpha": 0.25, "layers": [3], "function_acc": 0.7,
+         "obedience": 0.8},
     ]]
-    best = choose(results)
+    best = choose(results[:6])
     # as accurate and obedient as [1] at a lower strength, and as [5] at the deciding tokens only
     assert best is results[2]
     assert choose([]) is None
     per_site = choose_per_site(results)
-    assert per_site == {"whole": results[2], "attn+mlp": results[4]}  # each site its own best
+    # each site its own best, and the mean aggregation its own (less accurate than the site's)
+    assert per_site == {"whole": results[2], "attn+mlp": results[4], "whole-mean": results[6]}
     assert len(grid()) == len({json.dumps(g, sort_keys=True) for g in grid()})
     path = tmp_path / "defaults.json"
     path.write_text(json.dumps({"*": {"alpha": 0.5, "layers": [6]}}))
@@ -173,7 +178,8 @@ def test_sweep_choice_and_defaults_file(tmp_path) -> None:
     table = json.loads(path.read_text())
     assert table["gemma-x"] == entry == {
         "sites": {"whole": {"alpha": 0.25, "layers": [3], "positions": "decision"},
-                  "attn+mlp": {"alpha": 1.0, "layers": [3], "positions": "decision"}}}
+                  "attn+mlp": {"alpha": 1.0, "layers": [3], "positions": "decision"},
+                  "whole-mean": {"alpha": 0.5, "layers": [3], "positions": "decision"}}}
     assert table["*"] == {"alpha": 0.5, "layers": [6]}
 
 

@@ -10,7 +10,9 @@ or strong enough to push every row to one tool, and the curve of F. Acc against 
 shows both ends. One setting is chosen per site, since the sites' vectors differ in
 size and reach: the most accurate one, then the most obedient, then one steered at the
 deciding tokens only (its prompt's cache is shared with unsteered calls, and the
-arguments are written from an unsteered prompt), then the weakest.
+arguments are written from an unsteered prompt), then the weakest. The grid is swept
+with attentive aggregation; the mean aggregation then gets its own strength at each
+site's chosen layers and positions (`MEAN_FACTORS`), written as `"{site}-mean"`.
 `write_defaults` stores the choices in the user's defaults file under the model id
 (`agent.config`, key `sites`; the package is not written).
 """
@@ -39,6 +41,12 @@ MANY_LAYERS = 4  # a set of more layers than this is swept at ALPHAS / MANY_LAYE
 # steered prompt, and there a far weaker vector moves it
 CONTEXT = {"sites": ("attn+mlp", "attn", "mlp"), "layers": tuple(range(15)), "alphas": (0.01, 0.02, 0.04)}
 MIN_TASKS = 200  # non-held-out test tasks the sweep decides (95% interval about +-0.07)
+# The mean aggregation's strengths, as multiples of its site's chosen (attentive) alpha, at
+# that setting's layers and positions. An aggregate is sized by its entries' mean norm
+# (steering.aggregation.scale), so entries that disagree steer less; a plain mean leaves
+# more of them disagreeing than softmax weights do, and needs more strength to be obeyed
+# (measured on the tuning users: attn+mlp mean obeyed 0.89 at the attentive 0.02, 0.94 at 0.03).
+MEAN_FACTORS = (1.0, 1.5, 2.0)
 
 
 def alphas_for(layers: tuple[int, ...]) -> tuple[float, ...]:
@@ -66,10 +74,25 @@ def choose(results: list[dict]) -> dict | None:
                                        r["positions"] == "decision", -r["alpha"]))
 
 
+def entry_name(result: dict) -> str:
+    """Where a setting goes under `sites`: its site for attentive aggregation, else
+    `"{site}-{aggregation}"` (`agent.methods.parse_method` reads both)."""
+    aggregation = result.get("aggregation", "attentive")
+    return result["site"] if aggregation == "attentive" else f"{result['site']}-{aggregation}"
+
+
 def choose_per_site(results: list[dict]) -> dict[str, dict]:
-    """`choose` among each site's settings."""
-    sites = dict.fromkeys(r["site"] for r in results)
-    return {site: choose([r for r in results if r["site"] == site]) for site in sites}
+    """`choose` among each site's settings (each aggregation's apart)."""
+    names = dict.fromkeys(entry_name(r) for r in results)
+    return {name: choose([r for r in results if entry_name(r) == name]) for name in names}
+
+
+def mean_grid(chosen: dict[str, dict]) -> list[dict]:
+    """The mean aggregation at each site's chosen layers and positions, `MEAN_FACTORS`
+    times its alpha."""
+    return [{"site": c["site"], "aggregation": "mean", "layers": list(c["layers"]),
+             "alpha": round(c["alpha"] * factor, 6), "positions": c["positions"]}
+            for c in chosen.values() for factor in MEAN_FACTORS]
 
 
 def sweep_users(dataset: Any, min_tasks: int) -> list[str]:
@@ -89,37 +112,27 @@ def sweep_users(dataset: Any, min_tasks: int) -> list[str]:
 def run_sweep(ctx: Any) -> dict:
     users = sweep_users(ctx.dataset, MIN_TASKS)
     tasks = tasks_of(ctx.dataset, users, None)
-    settings = grid()
+    settings = [{**setting, "aggregation": "attentive"} for setting in grid()]
     layers = sorted({layer for setting in settings for layer in setting["layers"]})
-    results = []
     with side_memory(ctx, ctx.out / "sweep" / "memory", layers=layers) as side:
         side.learner.learn_batch(past_interactions(ctx.dataset, users), progress=ctx.progress)
-        with ctx.bar(len(settings) * len(tasks), "sweep") as bar:
-            for setting in settings:
-                name = f"steer-{setting['site']}-attentive"
-                method = ctx.method(name, alpha=setting["alpha"], layers=setting["layers"],
-                                    positions=setting["positions"])
-                rows = decide_stage(ctx.agent, tasks, name, ctx.batch_size, bar, method=method,
-                                    decider=side.decider)
-                summary = stage_summary(rows, None)
-                results.append({**setting, "function_acc": summary["function_acc"],
-                                "function_acc_ci": summary["function_acc_ci"],
-                                "obedience": summary["obedience"],
-                                "retrieval_acc": summary["retrieval_acc"]})
+        results = _decide(ctx, side.decider, tasks, settings, "sweep")
+        results += _decide(ctx, side.decider, tasks, mean_grid(choose_per_site(results)), "sweep (mean)")
     chosen = choose_per_site(results)
     curves: dict[str, list[dict]] = {}
     for r in results:
         where = "" if r["positions"] == "decision" else f", {r['positions']}"
-        curves.setdefault(f"{r['site']} layers {_span(r['layers'])}{where}", []).append(r)
+        curves.setdefault(f"{entry_name(r)} layers {_span(r['layers'])}{where}", []).append(r)
     series = {label: [r["function_acc"] for r in rs] for label, rs in curves.items()}
     totals = {label: [r["alpha"] * len(r["layers"]) for r in rs] for label, rs in curves.items()}
     plot = lines(totals, series, f"Calibration: F. Acc against strength ({len(tasks)} non-held-out tasks)",
                  "alpha x layers (x each layer's reference norm)", "F. Acc", ctx.out / "sweep.png", log_x=True)
-    rows = [[r["site"], _span(r["layers"]), r["positions"], r["alpha"], round(r["function_acc"], 3),
-             round(r["obedience"], 3), round(r["retrieval_acc"], 3)] for r in results]
-    picked = "; ".join(f"{site}: layers {_span(c['layers'])} alpha {c['alpha']} {c['positions']} "
+    rows = [[r["site"], r["aggregation"], _span(r["layers"]), r["positions"], r["alpha"],
+             round(r["function_acc"], 3), round(r["obedience"], 3), round(r["retrieval_acc"], 3)]
+            for r in results]
+    picked = "; ".join(f"{name}: layers {_span(c['layers'])} alpha {c['alpha']} {c['positions']} "
                        f"(F. Acc {c['function_acc']:.3f})"
-                       for site, c in chosen.items())
+                       for name, c in chosen.items())
     return {
         "note": f"decision-only on {len(users)} non-held-out users ({len(tasks)} tasks); chosen per site: "
                 f"{picked or 'none'}",
@@ -127,10 +140,26 @@ def run_sweep(ctx: Any) -> dict:
         "users": users,
         "results": results,
         "chosen": chosen,
-        "tables": [{"title": "Settings", "columns": ["site", "layers", "positions", "alpha", "F. Acc",
-                                                     "obedience", "retrieval acc"], "rows": rows}],
+        "tables": [{"title": "Settings", "columns": ["site", "aggregation", "layers", "positions", "alpha",
+                                                     "F. Acc", "obedience", "retrieval acc"], "rows": rows}],
         "plot": plot.name,
     }
+
+
+def _decide(ctx: Any, decider: Any, tasks: list[Any], settings: list[dict], desc: str) -> list[dict]:
+    """Each setting's decisions on `tasks`, summarized (F. Acc, obedience, retrieval)."""
+    results = []
+    with ctx.bar(len(settings) * len(tasks), desc) as bar:
+        for setting in settings:
+            name = f"steer-{setting['site']}-{setting['aggregation']}"
+            method = ctx.method(name, alpha=setting["alpha"], layers=setting["layers"],
+                                positions=setting["positions"])
+            rows = decide_stage(ctx.agent, tasks, name, ctx.batch_size, bar, method=method, decider=decider)
+            summary = stage_summary(rows, None)
+            results.append({**setting, "function_acc": summary["function_acc"],
+                            "function_acc_ci": summary["function_acc_ci"],
+                            "obedience": summary["obedience"], "retrieval_acc": summary["retrieval_acc"]})
+    return results
 
 
 def _span(layers: list[int] | tuple[int, ...]) -> str:
@@ -140,12 +169,12 @@ def _span(layers: list[int] | tuple[int, ...]) -> str:
 
 
 def write_defaults(model_id: str, chosen: dict[str, dict], path: Path | None = None) -> dict:
-    """Store each site's chosen alpha, layers and positions under the model id in the
-    user's defaults file (`path`, else `agent.config.user_config_path()`), never in the
-    package."""
+    """Store each site's (and site-aggregation's) chosen alpha, layers and positions under
+    the model id in the user's defaults file (`path`, else
+    `agent.config.user_config_path()`), never in the package."""
     from agent.config import write_user_defaults
 
-    per_site = {site: {k: setting[k] for k in ("alpha", "layers", "positions") if k in setting}
-                for site, setting in chosen.items()}
+    per_site = {name: {k: setting[k] for k in ("alpha", "layers", "positions") if k in setting}
+                for name, setting in chosen.items()}
     entry, _ = write_user_defaults(model_id, {"sites": per_site}, path)
     return entry
