@@ -8,7 +8,8 @@ Linux). It has the packaged file's shape: `{"*": {...}, "<model id>": {...}}`; a
 own entry wins over `"*"`, and the user file wins over the package, key by key. The key
 `sites` holds per-site settings (`{"attn+mlp": {"alpha": 2.0, "layers": [6, 10, 14]}}`:
 the sweep calibrates each site apart; `"attn+mlp-mean"` holds what differs for one
-aggregation) and is merged entry by entry.
+aggregation) and is merged site by site (a file that sets a site also replaces that
+site's aggregation entries below it).
 `fints config` shows which file each setting came from.
 """
 
@@ -100,9 +101,13 @@ def write_user_defaults(
 
 def _merge(settings: dict[str, Any], values: dict[str, Any]) -> None:
     """`values` over `settings`, key by key; `sites` site by site (a file that sets one
-    site's strength leaves the others' as they were)."""
+    site's strength leaves the others' as they were). A file that sets a site replaces
+    that site's aggregation entries (`"whole-mean"`) from below as well: they were
+    calibrated against the site's setting it replaces."""
     for key, value in values.items():
         if key == "sites" and isinstance(value, dict):
-            settings["sites"] = {**settings.get("sites", {}), **value}
+            below = {name: entry for name, entry in settings.get("sites", {}).items()
+                     if name.split("-")[0] not in value}
+            settings["sites"] = {**below, **value}
         else:
             settings[key] = value
