@@ -179,7 +179,7 @@ def test_sweep_choice_and_defaults_file(tmp_path) -> None:
     assert table["gemma-x"] == entry == {
         "sites": {"whole": {"alpha": 0.25, "layers": [3], "positions": "decision"},
                   "attn+mlp": {"alpha": 1.0, "layers": [3], "positions": "decision"},
-                  "whole-mean": {"alpha": 0.5, "layers": [3], "positions": "decision"}}}
+                  "whole-mean": {"alpha": 0.5}}}  # its layers and positions are its site's
     assert table["*"] == {"alpha": 0.5, "layers": [6]}
 
 

@@ -169,12 +169,14 @@ def _span(layers: list[int] | tuple[int, ...]) -> str:
 
 
 def write_defaults(model_id: str, chosen: dict[str, dict], path: Path | None = None) -> dict:
-    """Store each site's (and site-aggregation's) chosen alpha, layers and positions under
-    the model id in the user's defaults file (`path`, else
-    `agent.config.user_config_path()`), never in the package."""
+    """Store each site's chosen alpha, layers and positions under the model id in the
+    user's defaults file (`path`, else `agent.config.user_config_path()`), never in the
+    package. An aggregation's entry (`"whole-mean"`) holds its alpha alone: its layers and
+    positions are its site's, read from there."""
     from agent.config import write_user_defaults
 
-    per_site = {name: {k: setting[k] for k in ("alpha", "layers", "positions") if k in setting}
+    per_site = {name: {k: setting[k] for k in (("alpha",) if "-" in name else ("alpha", "layers", "positions"))
+                       if k in setting}
                 for name, setting in chosen.items()}
     entry, _ = write_user_defaults(model_id, {"sites": per_site}, path)
     return entry
