@@ -46,7 +46,7 @@ class LoadedModel:
     model_id: str
     source: str
     load_seconds: float
-    # How the linear layers multiply: "bfloat16" weights, "float32-tall-head" or
+    # How the linear layers multiply: "bfloat16" weights, "float32-tall" or
     # "unchanged" (steering.linears); reports carry it, as near ties may fall by it
     linear_form: str = "unchanged"
     # One forward at a time per model: steering hooks live on the shared modules for the

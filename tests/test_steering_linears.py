@@ -1,4 +1,4 @@
-"""CPU linear layers (steering.linears): the tall float32 head, and bfloat16 weights with
+"""CPU linear layers (steering.linears): the tall float32 form, and bfloat16 weights with
 a float32 residual stream."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from steering import SteeringVector, steer
 from steering.bench import weight_bytes_per_step
 from steering.linears import (
     MAX_TALL_ROWS,
+    ROW_BLOCKS,
     BFloat16Linear,
-    TallHead,
+    TallLinear,
     resolve_linear_dtype,
     use_cpu_linears,
 )
@@ -20,16 +21,23 @@ from steering.sites import site_keys
 from tests.helpers.tiny_models import FAMILIES, tiny_model
 
 
+@pytest.mark.parametrize("outputs", [300, 20 * ROW_BLOCKS])  # with and without a remainder
 @pytest.mark.parametrize("rows", [1, 4, MAX_TALL_ROWS + 1])
-def test_tall_head_gives_the_linear_logits(rows):
+def test_tall_linear_gives_the_linear_product(rows, outputs):
     torch.manual_seed(0)
-    linear = nn.Linear(32, 300, bias=True)
-    tall = nn.Linear(32, 300, bias=True)
+    linear = nn.Linear(32, outputs, bias=True)
+    tall = nn.Linear(32, outputs, bias=True)
     tall.load_state_dict(linear.state_dict())
-    tall.__class__ = TallHead
+    tall.__class__ = TallLinear
     x = torch.randn(rows, 1, 32)
     assert torch.allclose(tall(x), linear(x), atol=1e-5)
-    assert tall(x).shape == (rows, 1, 300)
+    assert tall(x).shape == (rows, 1, outputs)
+    # each output row is its own weight row's product: a permuted weight permutes it
+    order = torch.randperm(outputs)
+    permuted = nn.Linear(32, outputs, bias=True)
+    permuted.load_state_dict({"weight": linear.weight[order], "bias": linear.bias[order]})
+    permuted.__class__ = TallLinear
+    assert torch.allclose(permuted(x), tall(x)[..., order], atol=1e-5)
 
 
 def _greedy(model, ids):
@@ -37,20 +45,24 @@ def _greedy(model, ids):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_float32_switches_only_the_head_and_keeps_the_output(family):
+def test_float32_keeps_the_weights_and_the_output(family):
     model = tiny_model(family).model
     ids = torch.randint(4, 300, (3, 12))
     with torch.no_grad():
         before, plain = model(input_ids=ids).logits, _greedy(model, ids)
+        one_row = _greedy(model, ids[:1])
         tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
-        keys = set(model.state_dict())
-        assert use_cpu_linears(model, "float32") == "float32-tall-head"
-        head = model.get_output_embeddings()
-        assert isinstance(head, TallHead)
-        assert (head.weight is model.get_input_embeddings().weight) == tied
-        assert set(model.state_dict()) == keys
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        linears = [m for m in model.modules() if type(m) is nn.Linear]
+        assert use_cpu_linears(model, "float32") == "float32-tall"
+        assert all(type(m) is TallLinear for m in linears)
+        assert model.get_output_embeddings() in linears
+        assert (model.get_output_embeddings().weight is model.get_input_embeddings().weight) == tied
+        after = model.state_dict()
+        assert set(after) == set(weights) and all(torch.equal(after[k], v) for k, v in weights.items())
         assert torch.allclose(model(input_ids=ids).logits, before, atol=1e-5)
         assert torch.equal(_greedy(model, ids), plain)
+        assert torch.equal(_greedy(model, ids[:1]), one_row)  # decode steps of one row
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -86,7 +98,7 @@ def test_steering_acts_the_same_through_bfloat16_layers(family):
     the hook sits on the bfloat16 layer and adds the same float32 vector."""
     ids = torch.randint(4, 300, (2, 10))
     shifts = []
-    for dtype, form in (("float32", "float32-tall-head"), ("bfloat16", "bfloat16")):
+    for dtype, form in (("float32", "float32-tall"), ("bfloat16", "bfloat16")):
         loaded = tiny_model(family)  # the same seed: the same weights before the switch
         assert use_cpu_linears(loaded.model, dtype) == form
         torch.manual_seed(1)

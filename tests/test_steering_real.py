@@ -24,7 +24,7 @@ from steering import (
     site_map_of,
     steer,
 )
-from steering.linears import BFloat16Linear, TallHead, native_bfloat16
+from steering.linears import BFloat16Linear, TallLinear, native_bfloat16
 from tools.registry import TOOL_FOR_TYPE
 
 TOOLS = list(TOOL_FOR_TYPE.values())  # search, recommend, review
@@ -62,8 +62,8 @@ def test_default_model_loads_from_its_cache_with_gemma_sites(model):
     assert (model.hidden_size, model.num_layers) == (640, 18)
     assert "safetensors" in model.source and model.load_seconds > 0
     head = model.model.get_output_embeddings()
-    assert model.linear_form == ("bfloat16" if native_bfloat16() else "float32-tall-head")
-    assert isinstance(head, BFloat16Linear if native_bfloat16() else TallHead)
+    assert model.linear_form == ("bfloat16" if native_bfloat16() else "float32-tall")
+    assert isinstance(head, BFloat16Linear if native_bfloat16() else TallLinear)
     assert model.dtype == torch.float32  # the residual stream steering adds to
     layer = model.model.model.layers[4]
     sites = site_map_of(model)
