@@ -64,7 +64,7 @@ class TallLinear(nn.Linear):
 
     def _one_row(self, row: torch.Tensor) -> torch.Tensor:
         blocked = self.out_features - self.out_features % ROW_BLOCKS
-        weight = self.weight[:blocked].view(ROW_BLOCKS, -1, self.in_features)
+        weight = self.weight[:blocked].reshape(ROW_BLOCKS, -1, self.in_features)  # a view when contiguous
         out = torch.bmm(weight, row.T.expand(ROW_BLOCKS, -1, 1)).reshape(1, blocked)
         if blocked < self.out_features:
             out = torch.cat([out, (self.weight[blocked:] @ row.T).T], dim=1)

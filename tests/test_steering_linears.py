@@ -21,7 +21,7 @@ from steering.sites import site_keys
 from tests.helpers.tiny_models import FAMILIES, tiny_model
 
 
-@pytest.mark.parametrize("outputs", [300, 20 * ROW_BLOCKS])  # with and without a remainder
+@pytest.mark.parametrize("outputs", [ROW_BLOCKS // 2, 300, 20 * ROW_BLOCKS])  # fewer rows than blocks, a remainder, none
 @pytest.mark.parametrize("rows", [1, 4, MAX_TALL_ROWS + 1])
 def test_tall_linear_gives_the_linear_product(rows, outputs):
     torch.manual_seed(0)
@@ -38,6 +38,13 @@ def test_tall_linear_gives_the_linear_product(rows, outputs):
     permuted.load_state_dict({"weight": linear.weight[order], "bias": linear.bias[order]})
     permuted.__class__ = TallLinear
     assert torch.allclose(permuted(x), tall(x)[..., order], atol=1e-5)
+    # a weight stored transposed (not contiguous) gives the same product
+    strided = nn.Linear(32, outputs, bias=True)
+    strided.weight = nn.Parameter(linear.weight.detach().T.contiguous().T)
+    strided.bias = linear.bias
+    strided.__class__ = TallLinear
+    assert not strided.weight.is_contiguous()
+    assert torch.allclose(strided(x), linear(x), atol=1e-5)
 
 
 def _greedy(model, ids):
