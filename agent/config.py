@@ -99,6 +99,18 @@ def write_user_defaults(
     return entry, path
 
 
+def site_entry(site: str, aggregation: str = "attentive") -> str:
+    """The key under `sites` that holds a steering site's calibration: the site itself for
+    attentive aggregation, `"{site}-{aggregation}"` for another (a mean of entries that
+    disagree steers more weakly, so it is swept apart). Site names hold no "-"."""
+    return site if aggregation == "attentive" else f"{site}-{aggregation}"
+
+
+def entry_site(entry: str) -> str:
+    """The site a `sites` key belongs to (`site_entry` read back)."""
+    return entry.split("-")[0]
+
+
 def _merge(settings: dict[str, Any], values: dict[str, Any]) -> None:
     """`values` over `settings`, key by key; `sites` site by site (a file that sets one
     site's strength leaves the others' as they were). A file that sets a site replaces
@@ -107,7 +119,7 @@ def _merge(settings: dict[str, Any], values: dict[str, Any]) -> None:
     for key, value in values.items():
         if key == "sites" and isinstance(value, dict):
             below = {name: entry for name, entry in settings.get("sites", {}).items()
-                     if name.split("-")[0] not in value}
+                     if entry_site(name) not in value}
             settings["sites"] = {**below, **value}
         else:
             settings[key] = value

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
+from agent.config import site_entry
+
 Kind = Literal["zero_shot", "lookup", "prompt_memory", "steering"]
 STEERING_SITES = ("whole", "attn", "mlp", "attn+mlp")
 # The method the agent runs unless told otherwise: on the bundled Gemma 3 270M the whole-
@@ -104,7 +106,7 @@ def parse_method(name: str, model_id: str | None = None, **overrides: Any) -> Me
         # a site's calibration wins over the shared settings, and an aggregation's own
         # (`"attn+mlp-mean"`, swept apart: a mean of entries that disagree steers weakly) over its site's
         sites = defaults.get("sites", {})
-        own = {**defaults, **sites.get(site, {}), **sites.get(f"{site}-{aggregation}", {})}
+        own = {**defaults, **sites.get(site, {}), **sites.get(site_entry(site, aggregation), {})}
         fields = {k: v for k, v in own.items() if k in Method.__dataclass_fields__}
         fields["layers"] = tuple(fields.get("layers", (6,)))
         method = Method(name, "steering", site=site, aggregation=aggregation, **fields)

@@ -23,6 +23,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+from agent.config import site_entry
 from agent.interactions import past_interactions
 from evals.experiments.common import side_memory
 from evals.experiments.stages import decide_stage, stage_summary
@@ -75,10 +76,8 @@ def choose(results: list[dict]) -> dict | None:
 
 
 def entry_name(result: dict) -> str:
-    """Where a setting goes under `sites`: its site for attentive aggregation, else
-    `"{site}-{aggregation}"` (`agent.methods.parse_method` reads both)."""
-    aggregation = result.get("aggregation", "attentive")
-    return result["site"] if aggregation == "attentive" else f"{result['site']}-{aggregation}"
+    """Where a setting goes under `sites` (`agent.config.site_entry`)."""
+    return site_entry(result["site"], result.get("aggregation", "attentive"))
 
 
 def choose_per_site(results: list[dict]) -> dict[str, dict]:
