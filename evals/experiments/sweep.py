@@ -23,7 +23,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from agent.config import site_entry
+from agent.config import entry_site, site_entry, write_user_defaults
 from agent.interactions import past_interactions
 from evals.experiments.common import side_memory
 from evals.experiments.stages import decide_stage, stage_summary
@@ -172,10 +172,9 @@ def write_defaults(model_id: str, chosen: dict[str, dict], path: Path | None = N
     user's defaults file (`path`, else `agent.config.user_config_path()`), never in the
     package. An aggregation's entry (`"whole-mean"`) holds its alpha alone: its layers and
     positions are its site's, read from there."""
-    from agent.config import write_user_defaults
-
-    per_site = {name: {k: setting[k] for k in (("alpha",) if "-" in name else ("alpha", "layers", "positions"))
-                       if k in setting}
-                for name, setting in chosen.items()}
+    per_site = {}
+    for name, setting in chosen.items():
+        keys = ("alpha", "layers", "positions") if name == entry_site(name) else ("alpha",)
+        per_site[name] = {k: setting[k] for k in keys if k in setting}
     entry, _ = write_user_defaults(model_id, {"sites": per_site}, path)
     return entry
