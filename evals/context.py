@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evals.runner import BATCH
+
 
 @dataclass
 class EvalContext:
@@ -17,7 +19,7 @@ class EvalContext:
     tasks: list[Any]  # tools.data.Task, the evaluated tasks
     out: Path
     suite: str = "smoke"
-    batch_size: int = 8
+    batch_size: int = BATCH
     seed: int = 0
     progress: bool = True
     timing: dict[str, float] = field(default_factory=dict)
