@@ -8,9 +8,8 @@ activations of the real decision).
 The base template (for base models without a chat template, such as the bundled Gemma
 3 270M) is plain text: system content, the tools (name, description, arguments), the
 caller's example requests if it gives any (`examples=`; the shop agent passes
-`EXAMPLES`), per-request memory (a system message named `MEMORY`), then the
-conversation, and the cue `Assistant:` + newline after which the model writes one
-compact JSON call. The instructions come from the bound tools alone:
+`EXAMPLES`), then the conversation, and the cue `Assistant:` + newline after which the
+model writes one compact JSON call. The instructions come from the bound tools alone:
 a generic caller's prompt carries nothing of the shop. Models with a chat template get
 it, with the tools passed as `tools=` when the template reads them, else described in
 the system message.
@@ -32,11 +31,6 @@ from tools.registry import DETAILS, RECOMMEND, RESPOND, REVIEW, SEARCH, STOP
 Template = Literal["auto", "base", "chat"]
 CUE = "Assistant:\n"
 RESULT_CHARS = 400
-# The name of a system message that holds per-request context (prompt memory's past
-# calls): rendered after the tools and examples, so that the instructions every call
-# shares stay a common prefix whose KV cache serves every call (steering.prefix); placed
-# before them it made each prompt-memory decision compute all of them again.
-MEMORY = "memory"
 
 # Example requests, per tool name: (request, arguments).
 Examples = Mapping[str, tuple[str, dict[str, Any]]]
@@ -173,7 +167,7 @@ def copies_tool_list(text: str, specs: Sequence[dict[str, Any]]) -> bool:
 
 def _render_base(msgs: list[BaseMessage], specs: list[dict[str, Any]], examples: Examples) -> str:
     blocks: list[str] = []
-    system = [_text(m) for m in msgs if isinstance(m, SystemMessage) and m.name != MEMORY]
+    system = [_text(m) for m in msgs if isinstance(m, SystemMessage)]
     if system:
         blocks.append("\n".join(system))
     if specs:
@@ -184,7 +178,6 @@ def _render_base(msgs: list[BaseMessage], specs: list[dict[str, Any]], examples:
             blocks.append("Examples:\n\n" + "\n\n".join(
                 f"User: {request}\n{CUE}{render_call(name, args)}" for request, name, args in shots
             ))
-    blocks.extend(_text(m) for m in msgs if isinstance(m, SystemMessage) and m.name == MEMORY)
     turns = [_base_turn(m) for m in msgs if not isinstance(m, SystemMessage)]
     blocks.append("Conversation:\n\n" + "\n".join(t for t in turns if t) + ("\n" if turns else "") + CUE)
     return "\n\n".join(blocks)
@@ -213,10 +206,7 @@ def _render_chat(msgs: list[BaseMessage], specs: list[dict[str, Any]], tokenizer
     native_tools = "tools" in source
     native_tool_role = "tool" in source.replace("tools", "")
     conversation: list[dict[str, str]] = []
-    memory = [_text(m) for m in msgs if isinstance(m, SystemMessage) and m.name == MEMORY]
     for message in msgs:
-        if isinstance(message, SystemMessage) and message.name == MEMORY:
-            continue
         if isinstance(message, SystemMessage):
             conversation.append({"role": "system", "content": _text(message)})
         elif isinstance(message, HumanMessage):
@@ -235,11 +225,6 @@ def _render_chat(msgs: list[BaseMessage], specs: list[dict[str, Any]], tokenizer
             conversation[0] = {"role": "system", "content": conversation[0]["content"] + "\n\n" + description}
         else:
             conversation.insert(0, {"role": "system", "content": description})
-    if memory:  # after the instructions, as in the base template
-        if conversation and conversation[0]["role"] == "system":
-            conversation[0] = {"role": "system", "content": "\n\n".join([conversation[0]["content"], *memory])}
-        else:
-            conversation.insert(0, {"role": "system", "content": "\n\n".join(memory)})
     extra = {"tools": specs} if specs and native_tools else {}
     return tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True, **extra)
 

@@ -11,7 +11,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from agent.chat_model import NAME_WRITTEN, SteeredChatModel
-from agent.prompt import CUE, EXAMPLES, MEMORY, copies_tool_list, format_tools, render_call, render_prompt
+from agent.prompt import CUE, EXAMPLES, copies_tool_list, format_tools, render_call, render_prompt
 from steering import SteeringVector
 from tests.helpers.tiny_models import tiny_model
 from tools import make_shop_tools
@@ -234,26 +234,6 @@ def test_base_prompt_layout() -> None:
     result_line = next(line for line in conversation.splitlines() if line.startswith("Result:"))
     assert len(result_line) <= len("Result: ") + 400
     assert conversation.endswith("User: and now?\n" + CUE)
-
-
-def test_prompt_memory_follows_the_instructions_every_call_shares(loaded) -> None:
-    """Memory differs per request, the instructions do not: with memory after them, the
-    instructions stay a prefix common to every call, whose cached KV serves it."""
-    tools = make_shop_tools(object(), user_id="u")[:3]
-    past = SystemMessage("Past requests of this user: tents", name=MEMORY)
-    plain = render_prompt([SystemMessage("Be brief."), HumanMessage("hi")], tools, examples=EXAMPLES)
-    remembered = render_prompt([SystemMessage("Be brief."), past, HumanMessage("hi")], tools, examples=EXAMPLES)
-    instructions = plain[: plain.index("Conversation:")]
-    assert instructions.startswith("Be brief.\n\nTools:") and "Examples:" in instructions
-    assert remembered == instructions + "Past requests of this user: tents\n\n" + plain[len(instructions):]
-    tokenizer = copy.deepcopy(loaded.tokenizer)
-    tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
-    chat = render_prompt([SystemMessage("Be brief."), past, HumanMessage("hi")], [find_items],
-                         tokenizer=tokenizer, template="chat")
-    assert chat.startswith("<system>Be brief.\n\nTools:\n- find_items:")
-    assert chat.index("Reply with one call") < chat.index("Past requests") < chat.index("<user>hi")
-    alone = render_prompt([past, HumanMessage("hi")], tokenizer=tokenizer, template="chat")
-    assert alone.startswith("<system>Past requests of this user: tents\n<user>hi")
 
 
 def test_a_generic_prompt_is_built_from_the_bound_tools_alone(model, loaded) -> None:
