@@ -602,7 +602,7 @@ def test_prompt_memory_sits_in_front_of_the_tools_and_examples():
                          examples=examples)
     past, tools, shown, asked = (text.index(s) for s in ("find an oak desk", "Search.", "find a red kettle", "a desk lamp"))
     assert text.index("You act in a shop.") < past < tools < shown < asked
-    unsteered = render_prompt(decider.conversation(parse_method("zero-shot"), Row("U1", "a desk lamp")), [tool],
+    zero_shot = render_prompt(decider.conversation(parse_method("zero-shot"), Row("U1", "a desk lamp")), [tool],
                               examples=examples)
-    assert "find an oak desk" not in unsteered  # memory adds in front, the rest is the same
-    assert text[text.index("Tools:"):] == unsteered[unsteered.index("Tools:"):]
+    assert "find an oak desk" not in zero_shot  # memory adds in front, the rest is the same
+    assert text[text.index("Tools:"):] == zero_shot[zero_shot.index("Tools:"):]
