@@ -24,9 +24,12 @@ from tools.registry import TOOL_FOR_TYPE
 
 
 def stage_rows(decider: Decider, tools: Sequence[Any], tasks: Sequence[Any], method: Method,
-               batch: int = 8, bar: Any = None) -> list[dict]:
+               batch: int = 8, bar: Any = None, decided: Sequence[str | None] | None = None,
+               ) -> list[dict]:
     """One row per task (a `tools.data.Task`): the gold tool, the decision, the retrieved
-    tool and what was retrieved (entry ids or past requests, with their weights)."""
+    tool and what was retrieved (entry ids or past requests, with their weights).
+    `decided` gives the decisions already made (the tools of calls generated for these
+    tasks, which decision-only mode picks as well): only the retrieval is read then."""
     rows = []
     for start in range(0, len(tasks), batch):
         group = tasks[start:start + batch]
@@ -37,7 +40,9 @@ def stage_rows(decider: Decider, tools: Sequence[Any], tasks: Sequence[Any], met
                       "entries": d.entry_ids, "weights": d.weights} for d in steering]
         else:
             found = [_prompt_found(decider.prompt_memory, task, method) for task in group]
-        if method.kind == "lookup":  # the first of the prompt memory's ranked matches
+        if decided is not None:
+            chosen = list(decided[start:start + batch])
+        elif method.kind == "lookup":  # the first of the prompt memory's ranked matches
             chosen = [got["nearest"] for got in found]
         else:
             chosen = decider.choose(method, asked, tools, steering=steering)

@@ -217,6 +217,8 @@ def run_track(ctx: EvalContext, track: str, tasks: Sequence[Any], methods_run: S
             else:
                 outcomes = run_multi(ctx.agent, tasks, method, seed=ctx.seed, bar=bar)
             ctx.outcomes[(track, method.name)] = outcomes
+            if track == "single" and [t.task_id for t in tasks] == [t.task_id for t in ctx.tasks]:
+                ctx.decided[method] = [o.tool for o in outcomes]
             methods[method.name] = summarize_method(outcomes, multi=track == "multi")
     section = {"tasks": len(tasks), "users": len({t.user_id for t in tasks}), "methods": methods}
     if track == "single":  # what the gold arguments score: the ceiling of R. Acc

@@ -121,7 +121,7 @@ def run_online(ctx: Any) -> dict:
     streams = {u: stream_for(ctx.dataset, u, STREAM) for u in users}
     variants = {label: ctx.method(name, **settings) for label, (name, settings) in VARIANTS.items()}
     tasks = [t for t in ctx.tasks if t.user_id in set(users)]
-    total = (sum(len(s) for s in streams.values()) + len(tasks)) * len(variants)
+    total = (sum(len(s) for s in streams.values()) + len(ctx.tasks)) * len(variants)
     curves: dict[str, list[float]] = {}
     full: dict[str, float] = {}
     reached: dict[str, int | None] = {}
@@ -130,7 +130,8 @@ def run_online(ctx: Any) -> dict:
         for name, method in variants.items():
             # the full-history figure: the same method on these users' test tasks, all of
             # their past in the evaluation's store
-            counts = stage_counts(stage_rows(ctx.agent.decider, ctx.agent.tool_specs(), tasks, method, bar=bar))
+            mine = [row for row in ctx.stage_rows(method, bar) if row["user_id"] in set(users)]
+            counts = stage_counts(mine)
             full[name] = counts["right"] / max(1, counts["n"])
             outcomes = run_variant(ctx, name.replace("+", "_"), method, streams, bar)
             steps = sorted({o.extra["step"] for o in outcomes})

@@ -47,7 +47,7 @@ def run_sparse(ctx: Any) -> dict:
     accuracy: dict[str, float] = {}
     rows = []
     with ctx.bar((len(levels) * len(methods) + 1) * len(tasks), "sparse") as bar:
-        zero = stage_counts(stage_rows(agent.decider, tools, tasks, ctx.method("zero-shot"), bar=bar))
+        zero = stage_counts(ctx.stage_rows(ctx.method("zero-shot"), bar))
         accuracy["zero-shot"] = zero["right"] / zero["n"]
         # One store grows level by level (a user's latest 2 are among their latest 4), so
         # each entry is extracted once; it starts empty, never with an earlier run's.

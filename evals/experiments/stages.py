@@ -1,8 +1,10 @@
 """Where personalization is won or lost, per method, on every evaluated task.
 
-Decision-only: each method's tool is read with `SteeredChatModel.choose_tools` (one
-prefill per decision, the name written only as far as it is unique), so all held-out
-tasks fit in minutes. Per method, three stages:
+Each method's tool is the one its call named on the single-turn track, when that track
+ran the method on these tasks; else it is read decision-only with
+`SteeredChatModel.choose_tools` (one prefill per decision, the name written only as far
+as it is unique: the tool greedy generation writes, tests/test_tool_choice.py), so a
+method is decided once per run. Per method, three stages:
 
 - retrieval: the tool carried by the retrieved entries' weighted vote equals the gold
   tool (steering: the store's retrieval; prompt memory and `nearest-call`: the prompt
@@ -64,10 +66,11 @@ def run_stages(ctx: Any) -> dict:
     asked = ctx.stage_methods or STAGE_METHODS
     names = ["zero-shot", "nearest-call", *(n for n in asked if n not in ("zero-shot", "nearest-call"))]
     results: dict[str, list[dict]] = {}
+    reused = [name for name in names if ctx.method(name) in ctx.decided]
     with ctx.bar(len(tasks) * len(names), "stages") as bar:
         for name in names:
             bar.set_postfix_str(name)
-            results[name] = decide_stage(ctx.agent, tasks, name, ctx.batch_size, bar)
+            results[name] = ctx.stage_rows(ctx.method(name), bar)
     zero = results["zero-shot"]
     summaries = {name: stage_summary(rows, None if name == "zero-shot" else zero)
                  for name, rows in results.items()}
@@ -77,7 +80,9 @@ def run_stages(ctx: Any) -> dict:
               f"{s['function_acc_ci'][0]:.2f}-{s['function_acc_ci'][1]:.2f}",
               *(round(s["per_type"][t], 3) for t in TOOL_FOR_TYPE), s.get("rescued", ""), s.get("broken", "")]
              for name, s in summaries.items()]
-    return {"note": f"decision-only, {len(tasks)} tasks of {len({t.user_id for t in tasks})} users",
+    source = (f"the single-turn track's calls for {', '.join(reused)}; decision-only for the others"
+              if reused else "decision-only")
+    return {"note": f"{len(tasks)} tasks of {len({t.user_id for t in tasks})} users; decisions: {source}",
             "stages": summaries, "tables": [{"title": "Stages: retrieval, obedience, F. Acc",
                                              "columns": columns, "rows": table}],
             "outcomes": results}
