@@ -32,9 +32,10 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
                           help="users on the multi-turn track (--track multi or both, or the "
                                "full suite), the first of those evaluated (default: full 6)")
     evaluate.add_argument("--experiments", help="comma list among sparse, clusters, online, "
-                                                "sweep, stages, arguments (default: the suite's; '' for none)")
+                                                "calibration, sweep, stages, arguments (default: the "
+                                                "suite's; '' for none)")
     evaluate.add_argument("--sweep", action="store_true",
-                          help="run only the strength/layer/position sweep")
+                          help="run only the strength/layer/position sweep (the whole grid)")
     evaluate.add_argument("--write-defaults", action="store_true",
                           help="with --sweep: write the chosen setting to the user's defaults "
                                "file (--config, $FINTS_CONFIG, else the user config dir's "

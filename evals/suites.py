@@ -30,7 +30,7 @@ SMOKE = Suite(  # sized to finish within 5 minutes on two CPU cores
 )
 FULL = Suite(  # every held-out user, 1 of their ~10 test tasks: sized for 90 minutes on 2 cores
     name="full", users=None, tasks_per_user=1, methods=None, tracks=("single", "multi"),
-    multi_users=6, experiments=("stages", "sparse", "clusters", "online", "sweep"),
+    multi_users=6, experiments=("stages", "sparse", "clusters", "online", "calibration"),
     multi_methods=("zero-shot", "prompt-k5", "steer-whole-mean", "steer-whole-attentive"),
 )
 SUITES = {s.name: s for s in (SMOKE, FULL)}

@@ -9,7 +9,7 @@ import pytest
 
 from evals.context import EvalContext
 from evals.evaluate import run_track
-from evals.experiments import arguments, clusters, online, sparse, sweep
+from evals.experiments import arguments, clusters, online, sparse, stages, sweep
 from evals.report import SCHEMA, validate_report
 from evals.tasks import select_users, tasks_of
 from tests.helpers.serve_fixtures import tiny_agent
@@ -40,6 +40,7 @@ def small(monkeypatch):
     monkeypatch.setattr(sweep, "SITES", ("whole", "attn+mlp"))
     monkeypatch.setattr(sweep, "CONTEXT", {"sites": ("attn+mlp", "attn"), "layers": (5, 6), "alphas": (0.3,)})
     monkeypatch.setattr(sweep, "MIN_TASKS", 2)
+    monkeypatch.setattr(sweep, "CURVE", (0.5, 2.0))
     monkeypatch.setattr(sweep, "MEAN_FACTORS", (1.0, 2.0))
     monkeypatch.setattr(arguments, "MIN_TASKS", 4)
     monkeypatch.setattr(arguments, "ALPHAS", (0.0, 4.0))
@@ -142,6 +143,23 @@ def test_sweep_runs_its_grid_and_chooses_among_it(ctx) -> None:
     assert sum(t.user_id in swept for t in ctx.dataset.test) >= 2
 
 
+def test_calibration_curve_scales_each_sites_shipped_strength(ctx) -> None:
+    """The full suite's curve: each site at its own layers and positions, the shipped
+    alpha times each factor, on non-held-out users."""
+    section = sweep.run_calibration(ctx)
+    valid(ctx, "calibration", section)
+    assert section["plot"] == "calibration.png"
+    results = section["results"]
+    assert len(results) == len(sweep.SITES) * len(sweep.CURVE)
+    for site in sweep.SITES:
+        shipped = ctx.method(f"steer-{site}-attentive")
+        mine = [r for r in results if r["site"] == site]
+        assert {(tuple(r["layers"]), r["positions"], r["aggregation"]) for r in mine} == {
+            (shipped.layers, shipped.positions, "attentive")}
+        assert [r["alpha"] for r in mine] == pytest.approx([shipped.alpha * f for f in sweep.CURVE])
+    assert not set(section["users"]) & set(ctx.dataset.manifest.held_out_users)
+
+
 def test_arguments_sweep_steers_what_the_call_says(ctx, monkeypatch) -> None:
     monkeypatch.setattr(ctx.agent.chat, "max_new_tokens", 40)  # room for a value after the call's head
     section = arguments.run_arguments(ctx)
@@ -165,6 +183,28 @@ def test_clusters_regroup_the_main_tables_outcomes(ctx) -> None:
     counted = sum(s["overall"]["n"] for s in section["methods"].values())
     assert counted == len(ctx.tasks)
     assert sorted(section["clusters"]) == sorted(ctx.users)
+
+
+def test_a_method_is_decided_once_per_run(ctx) -> None:
+    """Where the single-turn track ran a method on the evaluated tasks, the stages of
+    every experiment are its calls' tools (no second decision); a track over other tasks
+    leaves the method to decision-only mode, decided once."""
+    from dataclasses import replace
+
+    method, other = ctx.method("prompt-k1"), ctx.method("prompt-k3")
+    run_track(ctx, "single", ctx.tasks, [method])
+    run_track(ctx, "single", ctx.tasks[:1], [other])
+    assert other not in ctx.decided
+    generated = [o.tool for o in ctx.outcomes[("single", "prompt-k1")]]
+    rows = ctx.stage_rows(method)
+    assert [r["decision"] for r in rows] == generated
+    assert [r["task_id"] for r in rows] == [t.task_id for t in ctx.tasks]
+    assert all(r["retrieved_tool"] for r in rows)  # retrieval is still read
+    assert ctx.stage_rows(method) is rows
+    section = stages.run_stages(replace(ctx, stage_methods=("prompt-k1", "prompt-k3")))
+    assert section["outcomes"]["prompt-k1"] is rows
+    assert "single-turn track's calls for zero-shot, prompt-k1;" in section["note"]
+    assert len(section["outcomes"]["prompt-k3"]) == len(ctx.tasks)
 
 
 def test_many_layers_are_swept_at_smaller_strengths(monkeypatch) -> None:

@@ -10,13 +10,14 @@ from evals.experiments.clusters import run_clusters
 from evals.experiments.online import run_online
 from evals.experiments.sparse import run_sparse
 from evals.experiments.stages import run_stages
-from evals.experiments.sweep import run_sweep
+from evals.experiments.sweep import run_calibration, run_sweep
 
 EXPERIMENTS = {
     "sparse": run_sparse,
     "clusters": run_clusters,
     "online": run_online,
     "sweep": run_sweep,
+    "calibration": run_calibration,
     "stages": run_stages,
     "arguments": run_arguments,
 }
@@ -25,4 +26,4 @@ EXPERIMENTS = {
 # running them alone builds no memory.
 WITHOUT_MEMORY = frozenset({"arguments"})
 
-__all__ = ["EXPERIMENTS", "WITHOUT_MEMORY", "run_arguments", "run_clusters", "run_online", "run_sparse", "run_stages", "run_sweep"]
+__all__ = ["EXPERIMENTS", "WITHOUT_MEMORY", "run_arguments", "run_calibration", "run_clusters", "run_online", "run_sparse", "run_stages", "run_sweep"]

@@ -42,6 +42,9 @@ MANY_LAYERS = 4  # a set of more layers than this is swept at ALPHAS / MANY_LAYE
 # steered prompt, and there a far weaker vector moves it
 CONTEXT = {"sites": ("attn+mlp", "attn", "mlp"), "layers": tuple(range(15)), "alphas": (0.01, 0.02, 0.04)}
 MIN_TASKS = 200  # non-held-out test tasks the sweep decides (95% interval about +-0.07)
+# the full suite's calibration curve: multiples of each site's shipped alpha at its shipped
+# layers and positions (`run_calibration`)
+CURVE = (0.25, 0.5, 1.0, 2.0, 4.0)
 # The mean aggregation's strengths, as multiples of its site's chosen (attentive) alpha, at
 # that setting's layers and positions. An aggregate is sized by its entries' mean norm
 # (steering.aggregation.scale), so entries that disagree steer less; a plain mean leaves
@@ -108,15 +111,40 @@ def sweep_users(dataset: Any, min_tasks: int) -> list[str]:
     return chosen
 
 
+def curve_grid(ctx: Any) -> list[dict]:
+    """Each site's shipped setting (its layers, positions and alpha from the defaults,
+    attentive aggregation) at `CURVE` times its alpha."""
+    settings = []
+    for site in SITES:
+        shipped = ctx.method(f"steer-{site}-attentive")
+        settings += [{"site": site, "aggregation": "attentive", "layers": list(shipped.layers),
+                      "alpha": round(shipped.alpha * factor, 6), "positions": shipped.positions}
+                     for factor in CURVE]
+    return settings
+
+
 def run_sweep(ctx: Any) -> dict:
+    """The whole grid, then the mean aggregation at each site's choice (`fints eval --sweep`)."""
+    return _sweep(ctx, [{**setting, "aggregation": "attentive"} for setting in grid()], then_mean=True)
+
+
+def run_calibration(ctx: Any) -> dict:
+    """The full suite's calibration curve: F. Acc and obedience against strength at each
+    site's shipped layers and positions, on the sweep's users. It checks the shipped
+    strengths (the chosen one should sit at the top of its curve) at a fraction of the
+    grid's cost; choosing among layers and positions is `fints eval --sweep`'s job."""
+    return _sweep(ctx, curve_grid(ctx), then_mean=False, name="calibration")
+
+
+def _sweep(ctx: Any, settings: list[dict], *, then_mean: bool, name: str = "sweep") -> dict:
     users = sweep_users(ctx.dataset, MIN_TASKS)
     tasks = tasks_of(ctx.dataset, users, None)
-    settings = [{**setting, "aggregation": "attentive"} for setting in grid()]
     layers = sorted({layer for setting in settings for layer in setting["layers"]})
-    with side_memory(ctx, ctx.out / "sweep" / "memory", layers=layers) as side:
+    with side_memory(ctx, ctx.out / name / "memory", layers=layers) as side:
         side.learner.learn_batch(past_interactions(ctx.dataset, users), progress=ctx.progress)
-        results = _decide(ctx, side.decider, tasks, settings, "sweep")
-        results += _decide(ctx, side.decider, tasks, mean_grid(choose_per_site(results)), "sweep (mean)")
+        results = _decide(ctx, side.decider, tasks, settings, name)
+        if then_mean:
+            results += _decide(ctx, side.decider, tasks, mean_grid(choose_per_site(results)), f"{name} (mean)")
     chosen = choose_per_site(results)
     curves: dict[str, list[dict]] = {}
     for r in results:
@@ -125,7 +153,7 @@ def run_sweep(ctx: Any) -> dict:
     series = {label: [r["function_acc"] for r in rs] for label, rs in curves.items()}
     totals = {label: [r["alpha"] * len(r["layers"]) for r in rs] for label, rs in curves.items()}
     plot = lines(totals, series, f"Calibration: F. Acc against strength ({len(tasks)} non-held-out tasks)",
-                 "alpha x layers (x each layer's reference norm)", "F. Acc", ctx.out / "sweep.png", log_x=True)
+                 "alpha x layers (x each layer's reference norm)", "F. Acc", ctx.out / f"{name}.png", log_x=True)
     rows = [[r["site"], r["aggregation"], _span(r["layers"]), r["positions"], r["alpha"],
              round(r["function_acc"], 3), round(r["obedience"], 3), round(r["retrieval_acc"], 3)]
             for r in results]
