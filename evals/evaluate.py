@@ -157,6 +157,10 @@ def run_eval(config: EvalConfig) -> dict:
         from evals.experiments import WITHOUT_MEMORY
 
         if any(m.steers for m in steering) or set(experiments) - WITHOUT_MEMORY:
+            if agent.store is None:  # steering would answer unsteered: nothing worth measuring
+                raise EvalInputError(f"the memory store {agent_config.store} could not be opened (the "
+                                     "warning above says why); steering methods and experiments need "
+                                     "it: pass --store with another path, or run without them")
             mark = time.perf_counter()
             report["memory_build"] = ensure_memory(agent, dataset, users, layers,
                                                    max_history=suite.max_history,

@@ -124,3 +124,19 @@ def test_the_multi_turn_track_takes_the_first_users_asked_for(dataset) -> None:
     users = list(dict.fromkeys(t.user_id for t in tasks))
     assert {t.user_id for t in multi_tasks(tasks, 2)} == set(users[:2])
     assert multi_tasks(tasks, 10) == tasks
+
+
+@pytest.mark.slow
+def test_a_store_another_process_writes_is_refused_not_evaluated_unsteered(dataset, tmp_path) -> None:
+    """Steering methods without their store would be measured unsteered: the run stops
+    with why, and writes no report."""
+    from memory import MemoryStore
+
+    with MemoryStore(tmp_path / "busy", "some-model", 8):  # holds the store's one writer lock
+        result = fints("eval", "--data", str(dataset.root), "--out", str(tmp_path / "o"),
+                       "--store", str(tmp_path / "busy"), "--users", "1", "--tasks-per-user", "1",
+                       "--methods", "steer-whole-attentive", "--no-progress")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "could not be opened" in result.stderr and "another process is writing" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "o" / "report.json").exists()
