@@ -203,7 +203,8 @@ def test_a_method_is_decided_once_per_run(ctx) -> None:
     assert ctx.stage_rows(method) is rows
     section = stages.run_stages(replace(ctx, stage_methods=("prompt-k1", "prompt-k3")))
     assert section["outcomes"]["prompt-k1"] is rows
-    assert "single-turn track's calls for zero-shot, prompt-k1;" in section["note"]
+    assert section["note"].endswith("the single-turn track's calls for zero-shot, prompt-k1; "
+                                    "decision-only for nearest-call, prompt-k3")
     assert len(section["outcomes"]["prompt-k3"]) == len(ctx.tasks)
 
 

@@ -80,8 +80,10 @@ def run_stages(ctx: Any) -> dict:
               f"{s['function_acc_ci'][0]:.2f}-{s['function_acc_ci'][1]:.2f}",
               *(round(s["per_type"][t], 3) for t in TOOL_FOR_TYPE), s.get("rescued", ""), s.get("broken", "")]
              for name, s in summaries.items()]
-    source = (f"the single-turn track's calls for {', '.join(reused)}; decision-only for the others"
-              if reused else "decision-only")
+    decided = [name for name in names if name not in reused]
+    source = "; ".join(part for part in (
+        f"the single-turn track's calls for {', '.join(reused)}" if reused else "",
+        f"decision-only for {', '.join(decided)}" if decided else "") if part)
     return {"note": f"{len(tasks)} tasks of {len({t.user_id for t in tasks})} users; decisions: {source}",
             "stages": summaries, "tables": [{"title": "Stages: retrieval, obedience, F. Acc",
                                              "columns": columns, "rows": table}],
