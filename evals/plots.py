@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _pyplot():
@@ -13,6 +14,15 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    """Write the figure, making its folder (an experiment may be the first to write
+    under the run's output), and free it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def method_bars(methods: dict[str, dict], title: str, path: Path) -> Path:
@@ -33,9 +43,7 @@ def method_bars(methods: dict[str, dict], title: str, path: Path) -> Path:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def lines(x: Sequence[float] | dict[str, Sequence[float]], series: dict[str, Sequence[float]], title: str,
@@ -52,9 +60,7 @@ def lines(x: Sequence[float] | dict[str, Sequence[float]], series: dict[str, Seq
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_report(report: dict, out: Path) -> list[Path]:

@@ -253,3 +253,10 @@ def test_search_brand_rate_counts_searches_that_name_the_targets_brand() -> None
     assert summary["search_brand_rate"] == 0.5
     assert [o.get("brand_named") for o in summary["outcomes"]] == [True, False, None, None]
     assert "search_brand_rate" not in summarize_method(outcomes[2:])  # no search made: no rate
+
+
+def test_a_plot_makes_its_folder(tmp_path) -> None:
+    from evals.plots import lines
+
+    path = lines([1, 2, 4], {"F. Acc": [0.2, 0.5, 0.9]}, "t", "x", "y", tmp_path / "new" / "p.png", log_x=True)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
