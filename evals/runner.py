@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agent.decide import MEMORY_ADDED
+from agent.decide import MEMORY_ADDED, Row
 from agent.prompt_memory import names
 from evals.degeneration import is_degenerate
 from evals.stats import TaskOutcome
@@ -58,22 +58,24 @@ def _memory_added(reply: Any) -> dict:
     return {key: list(metadata[key]) for key in MEMORY_ADDED if metadata.get(key)}
 
 
-def batches(tasks: Sequence[Task], size: int = BATCH) -> list[list[Task]]:
-    """Groups of up to `size` tasks; rows of a batch may belong to different users."""
-    return [list(tasks[i:i + size]) for i in range(0, len(tasks), size)]
+def batches(items: Sequence[Any], size: int = BATCH) -> list[list[Any]]:
+    """Groups of up to `size` items, in order; rows of a batch may belong to different users."""
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 
 def run_single(agent: Any, tasks: Sequence[Task], method: Any, *, batch_size: int = BATCH,
                bar: Any = None, decider: Any = None) -> list[TaskOutcome]:
     """One decision per task (batched), executed and scored; `decider` replaces the
     agent's decision path (an experiment's own memory)."""
-    outcomes = []
-    for group in batches(tasks, batch_size):
-        decisions = agent.decide_batch([(t.user_id, t.task) for t in group], method=method,
+    order = (decider or agent.decider).by_length(method, [Row(t.user_id, t.task) for t in tasks])
+    outcomes: dict[int, TaskOutcome] = {}
+    for group in batches(order, batch_size):
+        decisions = agent.decide_batch([(tasks[i].user_id, tasks[i].task) for i in group], method=method,
                                        decider=decider)
-        for task, decision in zip(group, decisions):
+        for index, decision in zip(group, decisions):
+            task = tasks[index]
             f_acc, r_acc = score_executed(agent, task, decision.call)
-            outcomes.append(TaskOutcome(
+            outcomes[index] = TaskOutcome(
                 task.task_id, task.user_id, task.type,
                 decision.call["name"] if decision.call else None, f_acc, r_acc,
                 degenerate=is_degenerate(decision.call, decision.malformed),
@@ -81,10 +83,10 @@ def run_single(agent: Any, tasks: Sequence[Task], method: Any, *, batch_size: in
                 steered=bool(decision.steering.get("applied")),
                 arguments=dict(decision.call["args"]) if decision.call else None,
                 extra={**brand_named(task, decision.call), **_memory_added(decision.reply)},
-            ))
+            )
         if bar is not None:
             bar.update(len(group))
-    return outcomes
+    return [outcomes[i] for i in range(len(tasks))]
 
 
 def run_gold(agent: Any, tasks: Sequence[Task]) -> list[TaskOutcome]:

@@ -606,3 +606,19 @@ def test_prompt_memory_sits_in_front_of_the_tools_and_examples():
                               examples=examples)
     assert "find an oak desk" not in zero_shot  # memory adds in front, the rest is the same
     assert text[text.index("Tools:"):] == zero_shot[zero_shot.index("Tools:"):]
+
+
+def test_rows_are_batched_shortest_prompt_first():
+    """`Decider.by_length` orders rows by what the model reads, prompt memory included:
+    a short request whose user has long past calls comes after a longer request of a
+    user with none (a batch is padded to its longest prompt)."""
+    from agent.prompt_memory import PromptMemory
+    from memory.online import Episode
+
+    memory = PromptMemory(load_embedder())
+    long_query = "a large solid oak writing desk with three drawers and brass handles " * 3
+    memory.learn(Episode("U1", long_query, "search_product_by_query", {"query": long_query}))
+    decider = Decider(chat=None, learner=None, prompt_memory=memory)
+    rows = [Row("U1", "a desk"), Row("U2", "a red kettle for my kitchen"), Row("U2", "lamp")]
+    assert decider.by_length(parse_method("zero-shot"), rows) == [2, 0, 1]
+    assert decider.by_length(parse_method("prompt-k1"), rows) == [2, 1, 0]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from langchain_core.messages import HumanMessage
 
-from agent.chat_model import SteeredChatModel, _Choice, shared_state
+from agent.chat_model import PREFILL_COLUMNS, SteeredChatModel, _Choice, shared_state
 from agent.grammar import GrammarRows
 from agent.prompt import format_tools, render_prompt, resolve_template
 from agent.tool_choice import FORCED_START, named_tool
@@ -105,9 +105,17 @@ def test_batched_decoding_with_forced_runs_equals_token_by_token(family, reuse):
     chat = SteeredChatModel(loaded=loaded, reuse_prefix=reuse, max_string_length=6)
     expected = [reference(chat, r, TOOLS, 80) for r in REQUESTS]
     chat.generate_batch([[HumanMessage("warm the prefix cache")]], tools=TOOLS, tool_choice="any", max_new_tokens=2)
-    replies = chat.generate_batch([[HumanMessage(r)] for r in REQUESTS], tools=TOOLS, tool_choice="any",
-                                  max_new_tokens=80)
+    widths: list[int] = []
+    spy = loaded.model.model.register_forward_pre_hook(
+        lambda _module, _args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        replies = chat.generate_batch([[HumanMessage(r)] for r in REQUESTS], tools=TOOLS, tool_choice="any",
+                                      max_new_tokens=80)
+    finally:
+        spy.remove()
     assert written(replies) == expected
+    if reuse == "never":  # the ~730-token prompts were prefilled PREFILL_COLUMNS at a time
+        assert widths[:5] == [PREFILL_COLUMNS] * 5 and max(widths) == PREFILL_COLUMNS
     if family == "gemma3":  # (the tiny llama and qwen2 write one call whatever the request)
         assert len({text[:14] for text in expected}) > 1  # rows named different tools: forced runs differ
 
