@@ -205,3 +205,26 @@ def test_choose_tools_names_what_generation_writes(positions):
                                   steering_positions=positions)
     assert chosen == [(r.tool_calls or r.invalid_tool_calls)[0]["name"] for r in replies]
     assert len(set(chosen)) > 1
+
+
+def test_a_growing_cache_layer_holds_what_concatenation_holds():
+    """The decoder's cache layer writes new columns into reserved room: after updates
+    of several widths (a prompt's chunks, then one column a step) and rows leaving the
+    batch, it returns exactly what concatenating every update returns."""
+    from agent.chat_model import _GrowingLayer
+
+    layer, keys, values = _GrowingLayer(), [], []
+    generator = torch.Generator().manual_seed(0)
+    for step, width in enumerate([5, 3, 1, 1, 1, 7, 1]):
+        rows = keys[0].shape[0] if keys else 4
+        k, v = (torch.randn(rows, 2, width, 8, generator=generator) for _ in range(2))
+        keys.append(k)
+        values.append(v)
+        got_k, got_v = layer.update(k, v)
+        assert torch.equal(got_k, torch.cat(keys, dim=-2)) and torch.equal(got_v, torch.cat(values, dim=-2))
+        if step == 3:  # rows 1 and 3 leave the batch
+            kept = torch.tensor([0, 2])
+            layer.batch_select_indices(kept)
+            keys, values = [torch.cat(keys, dim=-2)[kept]], [torch.cat(values, dim=-2)[kept]]
+            assert torch.equal(layer.keys, keys[0]) and layer.get_seq_length() == 10
+    assert layer.get_seq_length() == 19
