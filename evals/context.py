@@ -22,6 +22,7 @@ class EvalContext:
     batch_size: int = BATCH
     seed: int = 0
     progress: bool = True
+    memory_history: int | None = None  # the agent's memory: each user's latest N past interactions (None: all)
     timing: dict[str, float] = field(default_factory=dict)
     outcomes: dict[tuple[str, str], list[Any]] = field(default_factory=dict)  # (track, method)
     stage_methods: tuple[str, ...] = ()  # --methods for the stages experiment (empty: its own list)

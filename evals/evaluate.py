@@ -143,6 +143,7 @@ def run_eval(config: EvalConfig) -> dict:
         timing = {"open": time.perf_counter() - started}
         ctx = EvalContext(agent=agent, dataset=dataset, users=users, tasks=tasks, out=out,
                           suite=suite.name, progress=config.progress, timing=timing,
+                          memory_history=suite.max_history,
                           stage_methods=tuple(config.methods or ()))
         by_track = {"single": [ctx.method(n) for n in names],
                     "multi": [ctx.method(n) for n in multi_names]}
@@ -153,6 +154,8 @@ def run_eval(config: EvalConfig) -> dict:
             from evals.experiments.stages import STAGE_METHODS
 
             steering += [ctx.method(n) for n in (config.methods or STAGE_METHODS) if n.startswith("steer-")]
+        if {"sparse", "online"} & set(experiments):  # they read the default's full-history decisions
+            steering.append(ctx.method(DEFAULT_METHOD))
         layers = memory_layers(steering) or list(ctx.method(DEFAULT_METHOD).layers)
         from evals.experiments import WITHOUT_MEMORY
 

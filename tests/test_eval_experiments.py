@@ -54,15 +54,23 @@ def valid(ctx, name: str, section: dict) -> None:
     assert (ctx.out / section["plot"]).stat().st_size > 0
 
 
-def test_sparse_memory_grows_level_by_level(ctx) -> None:
+@pytest.mark.parametrize("history", [None, 4])
+def test_sparse_memory_grows_level_by_level(ctx, history) -> None:
+    """With all of the past in the evaluation's memory (`memory_history` None) the "all"
+    level is the evaluation's own decisions and the side store stops at the last level
+    below it; with less, "all" is decided in the side store, grown to every past item."""
+    from dataclasses import replace
+
+    from agent.stages import stage_counts
     from memory import MemoryStore
 
+    run = replace(ctx, memory_history=history, out=ctx.out / f"history_{history}")
     own = ctx.agent.store
-    leftover = ctx.out / "sparse" / "memory" / "from_an_earlier_run"
+    leftover = run.out / "sparse" / "memory" / "from_an_earlier_run"
     leftover.mkdir(parents=True)
-    section = sparse.run_sparse(ctx)
+    section = sparse.run_sparse(run)
     assert not leftover.exists()  # the growing store starts empty
-    valid(ctx, "sparse", section)
+    valid(run, "sparse", section)
     rows = section["tables"][0]["rows"]
     assert [r[0] for r in rows] == [2, 4, "all"]
     assert rows[0][1] == 2 and rows[1][1] == 4 and rows[2][1] > 4  # each user's latest N
@@ -74,14 +82,51 @@ def test_sparse_memory_grows_level_by_level(ctx) -> None:
             assert kept is None if full <= 0 else kept == pytest.approx((row[column] - zero) / full)
     assert section["gain_kept_sparse"] == {m: rows[1][4 + i] for i, m in enumerate(sparse.METHODS)}
     assert len(section["tables"][0]["columns"]) == len(rows[0])
+    if history is None:  # the main table's decisions, made once per run
+        for i, name in enumerate(sparse.METHODS):
+            counts = stage_counts(run.stage_rows(run.method(name)))
+            assert rows[2][2 + i] == counts["right"] / counts["n"]
     assert ctx.agent.store is own  # the side store is gone again
-    store = MemoryStore(ctx.out / "sparse" / "memory", ctx.agent.loaded.model_id,
+    store = MemoryStore(run.out / "sparse" / "memory", ctx.agent.loaded.model_id,
                         ctx.agent.loaded.hidden_size, ctx.agent.embedder)
-    try:  # the store grew to every past interaction of the users (bar near-duplicates superseded)
-        assert sum(store.count(u) for u in ctx.users) == round(rows[2][1] * len(ctx.users))
-        assert not (ctx.out / "sparse" / "memory_4").exists()  # one store, not one per level
+    try:  # the store grew to the users' latest 4 past interactions, or to all of them
+        grown = rows[1][1] if history is None else rows[2][1]
+        assert sum(store.count(u) for u in ctx.users) == round(grown * len(ctx.users))
+        assert not (run.out / "sparse" / "memory_4").exists()  # one store, not one per level
     finally:
         store.close()
+
+
+def test_a_model_input_decided_before_is_not_decided_again(ctx, monkeypatch) -> None:
+    """`stage_rows` with a memo decides a task again only when what the model reads
+    changed: here one user's prompt memory gains a past call that becomes its top match."""
+    from dataclasses import replace
+
+    from agent.prompt_memory import PastCall, PromptMemory
+    from agent.runtime import intent_keys
+    from agent.stages import stage_rows
+
+    agent, method, tools = ctx.agent, ctx.method("prompt-k1"), ctx.agent.tool_specs()
+    decided: list[str] = []
+    chat = type(agent.decider.chat)
+    choose_tools = chat.choose_tools
+    monkeypatch.setattr(chat, "choose_tools", lambda self, conversations, *a, **k: decided.extend(
+        str(c) for c in conversations) or choose_tools(self, conversations, *a, **k))
+    memory = PromptMemory(agent.embedder, intent_keys(ctx.dataset))
+    for task in ctx.tasks:
+        memory.extend(task.user_id, [PastCall("look for trail shoes", "search_product_by_query", {"query": "x"}, 1.0)])
+    decider = replace(agent.decider, prompt_memory=memory)
+    memo: dict = {}
+    first = stage_rows(decider, tools, ctx.tasks, method, memo=memo)
+    assert len(decided) == len(ctx.tasks) == len(memo)
+    again = stage_rows(decider, tools, ctx.tasks, method, memo=memo)
+    assert len(decided) == len(ctx.tasks)  # nothing decided twice
+    assert [r["decision"] for r in again] == [r["decision"] for r in first]
+    changed = ctx.tasks[0]
+    memory.extend(changed.user_id, [PastCall(changed.task, "add_product_review", {"review": "good"}, 2.0)])
+    stage_rows(decider, tools, ctx.tasks, method, memo=memo)
+    mine = sum(t.user_id == changed.user_id for t in ctx.tasks)
+    assert len(decided) == len(ctx.tasks) + mine and changed.task in decided[-1]
 
 
 def test_latest_keeps_each_users_newest_interactions() -> None:

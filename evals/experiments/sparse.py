@@ -2,7 +2,10 @@
 requests and train tasks in time order), for prompt memory and steering alike, decided
 decision-only on every evaluated task. Zero-shot on the same tasks is the floor: each
 level reports the share of the full-history F. Acc gain over zero-shot that it keeps
-(the steering paper's sparse setting averages 5.8 samples per user)."""
+(the steering paper's sparse setting averages 5.8 samples per user). The full-history
+level is the evaluation's own memory and decisions when that memory holds all of the
+past (`EvalContext.memory_history`), so it equals the main table; a task whose model
+input did not change from one level to the next keeps its decision."""
 
 from __future__ import annotations
 
@@ -52,20 +55,33 @@ def run_sparse(ctx: Any) -> dict:
         # One store grows level by level (a user's latest 2 are among their latest 4), so
         # each entry is extracted once; it starts empty, never with an earlier run's.
         path = fresh_dir(ctx.out / "sparse" / "memory")
+        memo: dict = {}  # decisions by model input: a user whose past did not change is not decided again
+        asked = reused = 0
         for level in levels:
             kept = latest(past, level)
-            prompt = PromptMemory(agent.embedder, keys)
-            for user in users:
-                prompt.extend(user, [PastCall(i.request, i.tool, i.arguments, to_epoch(i.timestamp))
-                                     for i in kept if i.user_id == user])
-            with side_memory(ctx, path, prompt, layers) as side:
-                side.learner.learn_batch(kept, progress=False)
-                row: list[Any] = ["all" if level is None else level, len(kept) / max(1, len(users))]
-                for method in methods:
-                    got = stage_counts(stage_rows(side.decider, tools, tasks, method, bar=bar))
-                    accuracy[f"{method.name}@{row[0]}"] = got["right"] / got["n"]
-                    row.append(got["right"] / got["n"])
-                rows.append(row)
+            label = "all" if level is None else level
+            if level is None and ctx.memory_history is None:
+                # all of the past is the evaluation's own memory: its decisions, made once
+                # per run (the single-turn track's where it ran the method), as in the main table
+                decided = {method: ctx.stage_rows(method, bar) for method in methods}
+            else:
+                prompt = PromptMemory(agent.embedder, keys)
+                for user in users:
+                    prompt.extend(user, [PastCall(i.request, i.tool, i.arguments, to_epoch(i.timestamp))
+                                         for i in kept if i.user_id == user])
+                with side_memory(ctx, path, prompt, layers) as side:
+                    side.learner.learn_batch(kept, progress=False)
+                    before = len(memo)
+                    decided = {method: stage_rows(side.decider, tools, tasks, method, bar=bar, memo=memo)
+                               for method in methods}
+                asked += len(methods) * len(tasks)
+                reused += len(methods) * len(tasks) - (len(memo) - before)
+            row: list[Any] = [label, len(kept) / max(1, len(users))]
+            for method, outcomes in decided.items():
+                got = stage_counts(outcomes)
+                accuracy[f"{method.name}@{label}"] = got["right"] / got["n"]
+                row.append(got["right"] / got["n"])
+            rows.append(row)
     floor = accuracy["zero-shot"]
     for i in range(len(METHODS)):  # share of the full-history F. Acc gain over zero-shot
         full = rows[-1][2 + i] - floor
@@ -85,7 +101,9 @@ def run_sparse(ctx: Any) -> dict:
                 f"past interactions (history requests and train tasks); zero-shot F. Acc {floor:.3f}; gain "
                 "kept = (F. Acc - zero-shot) / (F. Acc with all of the past - zero-shot), none without a "
                 f"gain; at {SPARSE} interactions: "
-                + ", ".join(f"{m} {'-' if v is None else f'{v:.2f}'}" for m, v in kept_at.items()),
+                + ", ".join(f"{m} {'-' if v is None else f'{v:.2f}'}" for m, v in kept_at.items())
+                + f"; decisions kept from a lower level (the same model input): {reused} of {asked}"
+                + ("; all of the past: the evaluation's own decisions" if ctx.memory_history is None else ""),
         "accuracy": accuracy,
         "gain_kept_sparse": kept_at,
         "tables": [{"title": "F. Acc against the past each user has", "columns": columns, "rows": rows}],
