@@ -18,7 +18,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, ValidationError
 
 from agent.methods import Method
-from agent.prompt import MEMORY, as_written, format_tools
+from agent.prompt import as_written, format_tools
 from agent.prompt_memory import PromptMemory, names, render_memory
 from memory.steerer import SteeringDecision
 from tools.registry import RECOMMEND, REVIEW, SEARCH
@@ -72,17 +72,15 @@ class Decider:
     def conversation(self, method: Method, row: Row) -> list[BaseMessage]:
         """What the model reads: instructions and prompt memory, then the conversation.
 
-        Memory is a system message of its own (`agent.prompt.MEMORY`), which the base
-        template places after the tools and before the examples: the instructions then
-        share their cache across users. In front of the tools every prompt-memory
-        decision computed the tools again; after the examples, right before the
-        conversation, the model followed the past calls far less (docs/chat_model.md,
-        "Prompts")."""
-        messages: list[BaseMessage] = [SystemMessage(self.system_prompt)] if self.system_prompt else []
+        Memory joins the instructions' system content, in front of the tools: placed
+        after them it lets the instructions' cache serve every call, but the model then
+        follows the past calls far less (docs/chat_model.md, "Prompts")."""
+        system = [self.system_prompt] if self.system_prompt else []
         if method.kind == "prompt_memory" and self.prompt_memory is not None:
             past = self.prompt_memory.top_k(row.user_id, row.request, method.k)
             if past:
-                messages.append(SystemMessage(render_memory(past), name=MEMORY))
+                system.append(render_memory(past))
+        messages: list[BaseMessage] = [SystemMessage("\n\n".join(system))] if system else []
         history = row.messages if row.messages is not None else (HumanMessage(row.request),)
         messages.extend(m for m in history if not isinstance(m, SystemMessage))
         return messages

@@ -9,10 +9,7 @@ The base template (for base models without a chat template, such as the bundled 
 3 270M) is plain text: system content, the tools (name, description, arguments), the
 caller's example requests if it gives any (`examples=`; the shop agent passes
 `EXAMPLES`), then the conversation, and the cue `Assistant:` + newline after which the
-model writes one compact JSON call. A system message named `MEMORY` (prompt memory's
-past calls) goes between the tools and the examples: the instructions up to the end of
-the tools are then the same text for every user, and the prefix cache serves them to
-every prompt-memory decision. The instructions come from the bound tools alone:
+model writes one compact JSON call. The instructions come from the bound tools alone:
 a generic caller's prompt carries nothing of the shop. Models with a chat template get
 it, with the tools passed as `tools=` when the template reads them, else described in
 the system message.
@@ -33,9 +30,6 @@ from tools.registry import DETAILS, RECOMMEND, RESPOND, REVIEW, SEARCH, STOP
 
 Template = Literal["auto", "base", "chat"]
 CUE = "Assistant:\n"
-# The `name` of the system message that holds a user's memory (prompt memory's past
-# calls): the base template places it after the tools, before the examples.
-MEMORY = "memory"
 RESULT_CHARS = 400
 
 # Example requests, per tool name: (request, arguments).
@@ -173,13 +167,11 @@ def copies_tool_list(text: str, specs: Sequence[dict[str, Any]]) -> bool:
 
 def _render_base(msgs: list[BaseMessage], specs: list[dict[str, Any]], examples: Examples) -> str:
     blocks: list[str] = []
-    system = [_text(m) for m in msgs if isinstance(m, SystemMessage) and m.name != MEMORY]
+    system = [_text(m) for m in msgs if isinstance(m, SystemMessage)]
     if system:
         blocks.append("\n".join(system))
     if specs:
         blocks.append(describe_tools(specs))
-    blocks.extend(_text(m) for m in msgs if isinstance(m, SystemMessage) and m.name == MEMORY)
-    if specs:
         names = [spec["function"]["name"] for spec in specs]
         shots = [(examples[n][0], n, examples[n][1]) for n in names if n in examples]
         if shots:
@@ -215,11 +207,8 @@ def _render_chat(msgs: list[BaseMessage], specs: list[dict[str, Any]], tokenizer
     native_tool_role = "tool" in source.replace("tools", "")
     conversation: list[dict[str, str]] = []
     for message in msgs:
-        if isinstance(message, SystemMessage):  # one system turn: instructions, then memory
-            if conversation and conversation[-1]["role"] == "system":
-                conversation[-1]["content"] += "\n\n" + _text(message)
-            else:
-                conversation.append({"role": "system", "content": _text(message)})
+        if isinstance(message, SystemMessage):
+            conversation.append({"role": "system", "content": _text(message)})
         elif isinstance(message, HumanMessage):
             conversation.append({"role": "user", "content": _text(message)})
         elif isinstance(message, AIMessage):

@@ -259,15 +259,6 @@ def test_chat_template_is_used_when_the_tokenizer_has_one(loaded) -> None:
     prompt = render_prompt([("system", "sys"), ("human", "hi")], [find_items], tokenizer=tokenizer, template="auto")
     assert prompt.startswith("<system>sys\n\nTools:\n- find_items: Find items matching words.")
     assert prompt.endswith("<user>hi\n<assistant>")
-    from langchain_core.messages import HumanMessage, SystemMessage
-
-    from agent.prompt import MEMORY
-
-    # a chat template gets one system turn: the instructions, then the user's memory
-    remembered = render_prompt([SystemMessage("sys"), SystemMessage("Past requests: x", name=MEMORY),
-                                HumanMessage("hi")], [find_items], tokenizer=tokenizer, template="chat")
-    assert remembered.startswith("<system>sys\n\nPast requests: x\n\nTools:\n- find_items:")
-    assert remembered.count("<system>") == 1
     with pytest.raises(ValueError, match="no chat template"):
         render_prompt([("human", "hi")], tokenizer=loaded.tokenizer, template="chat")
     chat_model = SteeredChatModel(loaded=copy.copy(loaded), max_new_tokens=48, max_string_length=8)
