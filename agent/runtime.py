@@ -46,6 +46,7 @@ class AgentConfig:
     max_steps: int = 6
     fail_closed: bool = False  # memory unavailable -> error, instead of a flagged unsteered answer
     negatives: str | None = None  # what accepted calls are contrasted with (memory.learner); None: the store's
+    progress: bool = True  # False: no bar while the model loads (a GGUF's first conversion)
 
 
 @dataclass
@@ -140,7 +141,7 @@ class FintsAgent:
 
         with ExitStack() as stack:
             dataset = load_dataset(config.data_dir)
-            loaded = load_model(config.model)
+            loaded = load_model(config.model, progress=config.progress)
             embedder = load_embedder()
             keys = intent_keys(dataset)
             try:

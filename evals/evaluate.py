@@ -137,7 +137,7 @@ def run_eval(config: EvalConfig) -> dict:
 
     agent_config = AgentConfig(data_dir=config.data, model=config.model,
                                store=config.store or str(out / "memory"),
-                               method="zero-shot", online_memory=False)
+                               method="zero-shot", online_memory=False, progress=config.progress)
     parts = [f"track_{t}" for t in tracks] + [f"experiment_{e}" for e in experiments]
     with FintsAgent.open(agent_config) as agent:
         timing = {"open": time.perf_counter() - started}

@@ -110,6 +110,7 @@ def load_model(
     device: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     linear_dtype: str | None = None,
+    progress: bool = True,
 ) -> LoadedModel:
     """Load a causal LM for steering, in eval mode with gradients off.
 
@@ -119,6 +120,7 @@ def load_model(
     "auto") is how a CPU model's linear layers keep their weights: "auto" takes bfloat16
     where the CPU has bfloat16 instructions (steering.linears: 1.7x the decode speed; the
     residual stream stays float32), "float32" reproduces figures measured without it.
+    `progress` False hides the bar of a GGUF's first conversion too (`quiet_loading`).
     """
     from steering.linears import resolve_linear_dtype, use_cpu_linears
 
@@ -136,7 +138,7 @@ def load_model(
         folder = _gguf_cache(cache_root, "gemma-3-270m-q4_k_m", bundled.EXPECTED_SHA256)
         if not _cache_ready(folder):
             gguf = bundled.assemble(folder.parent / "gguf" / bundled.MODEL_NAME)
-            with quiet_loading():
+            with quiet_loading(progress):
                 _convert_gguf(gguf, folder, DEFAULT_MODEL_ID)
         model_id, source = DEFAULT_MODEL_ID, str(folder)
     elif path.is_file() and path.suffix == ".gguf":
@@ -145,7 +147,7 @@ def load_model(
         folder = _gguf_cache(cache_root, path.stem, digest.hexdigest())
         model_id = f"gguf:{path.name}"
         if not _cache_ready(folder):
-            with quiet_loading():
+            with quiet_loading(progress):
                 _convert_gguf(path, folder, model_id)
         source = str(folder)
     elif path.is_dir():
@@ -154,7 +156,7 @@ def load_model(
         raise ModelNotFoundError(f"no model file or directory at {name!r}")
     else:
         folder, model_id, source = _hub_snapshot(name), name, name
-    with quiet_loading():
+    with quiet_loading(progress):
         loaded_model, tokenizer = _from_pretrained(folder, pick_device(device))
     form = use_cpu_linears(loaded_model, linear_dtype)
     return LoadedModel(

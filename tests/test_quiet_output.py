@@ -60,3 +60,18 @@ def test_model_info_prints_no_warning_and_no_library_bars() -> None:
     assert "Warning" not in run.stderr, run.stderr
     for bar in ("Loading weights", "Writing model shards"):
         assert bar not in run.stderr, run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("progress", [True, False])
+def test_a_first_load_draws_the_dequantizing_bar_only_when_progress_is_on(tmp_path: Path, progress: bool) -> None:
+    """`fints eval --no-progress` (`load_model(progress=False)`) leaves no bar at all,
+    even where the bundled GGUF is converted for the first time; with progress on, the
+    one long step keeps its bar."""
+    load = f"from steering import load_model; print(load_model(progress={progress}).model_id)"
+    run = subprocess.run([sys.executable, "-c", load], cwd=ROOT, env={**ENV, "FINTS_MODEL_CACHE": str(tmp_path)},
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    assert any(tmp_path.iterdir()), "the model was not converted into the fresh cache"
+    assert ("de-quantizing" in run.stderr) is progress, run.stderr
+    assert "Warning" not in run.stderr, run.stderr
