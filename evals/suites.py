@@ -30,7 +30,8 @@ SMOKE = Suite(  # sized to finish within 5 minutes on two CPU cores
 )
 # every held-out user and every one of their test tasks (392 on seed 0): what
 # docs/results.md publishes (1 task per user has a 95% interval of +-0.15); the target is
-# 90 minutes on two cores, and it takes about 4 hours on the AVX2 CPU (docs/results.md)
+# 90 minutes on two cores, and it takes about 4 hours on the AVX2 CPU: its prefills
+# alone need 84 minutes of matrix products there (docs/results.md, "a floor")
 FULL = Suite(
     name="full", users=None, tasks_per_user=None, methods=None, tracks=("single", "multi"),
     multi_users=6, experiments=("stages", "sparse", "clusters", "online", "calibration"),
